@@ -1,0 +1,1 @@
+"""The ``pickwise`` command-line interface (one console script, one subcommand per capability)."""

@@ -1,0 +1,45 @@
+"""Entry point: builds the argument parser from the subcommand modules and maps user errors to exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from .. import __version__
+from ..exceptions import PickwiseUserError
+from . import demo, listing, train
+
+__all__ = ["build_parser", "main"]
+
+_SUBCOMMANDS = (train, demo, listing)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full ``pickwise`` parser."""
+    parser = argparse.ArgumentParser(
+        prog="pickwise",
+        description="Learning to normalize, learning to group and model selection for PyTorch.",
+    )
+    parser.add_argument("--version", action="version", version=f"pickwise {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in _SUBCOMMANDS:
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the process exit status (0 ok, 2 user error)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.handler(args) or 0)
+    except PickwiseUserError as err:
+        print(f"pickwise: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("pickwise: interrupted", file=sys.stderr)
+        return 130

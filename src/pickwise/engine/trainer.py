@@ -1,0 +1,321 @@
+"""The training loop shared by every pickwise task.
+
+One optimizer step = ``grad_accum_steps`` micro-batches of ``batch_size / world_size`` samples per process. Before each
+optimizer step the engine reseeds torch's global RNG (dropout and friends) and a dedicated augmentation generator from
+``(seed, step, rank)``; the data order depends only on ``(seed, epoch)``. Together with checkpoints that hold the
+model, optimizer, loop position and RNG states, a run killed at any point and resumed ends with bit-identical weights
+(same world size, same device type, same thread count).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from ..exceptions import CheckpointError, ConfigError
+from ..utils.distributed import all_reduce_sum, barrier, get_rank, get_world_size, is_main_process
+from ..utils.io import atomic_write_json
+from ..utils.seed import derive_seed
+from .checkpoint import (
+    Checkpoint,
+    latest_valid_checkpoint,
+    load_checkpoint,
+    restore_host_rng,
+    save_checkpoint,
+)
+from .config import RunConfig, config_to_dict, diff_configs
+from .logging import MetricLogger
+from .precision import autocast_dtype
+from .sampler import ResumableDistributedSampler, ShardSampler
+from .schedule import lr_at_step
+from .tasks import Task
+
+__all__ = ["Trainer", "TrainResult", "build_optimizer"]
+
+
+@dataclass
+class TrainResult:
+    """What a finished run reports.
+
+    Attributes:
+        metrics: Final evaluation metrics (``loss``, ``acc``, ...).
+        steps: Optimizer steps taken in total.
+        epochs: Epochs completed.
+        train_seconds: Wall time spent in this process's loop.
+        images_per_second: Training throughput over the whole run (all processes).
+        run_dir: Where outputs were written.
+        history: Evaluation metrics per evaluation, with their step and epoch.
+    """
+
+    metrics: dict[str, float]
+    steps: int
+    epochs: int
+    train_seconds: float
+    images_per_second: float
+    run_dir: Path
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def build_optimizer(model: nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:
+    """SGD or AdamW; with ``no_decay_norm_and_bias`` the 1-D parameters get no weight decay."""
+    decay, no_decay = [], []
+    for param in model.parameters():
+        if not param.requires_grad:
+            continue
+        (no_decay if cfg.optim.no_decay_norm_and_bias and param.ndim <= 1 else decay).append(param)
+    groups = [{"params": decay, "weight_decay": cfg.optim.weight_decay}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    if cfg.optim.name == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.optim.lr, momentum=cfg.optim.momentum, nesterov=cfg.optim.nesterov)
+    return torch.optim.AdamW(groups, lr=cfg.optim.lr)
+
+
+class Trainer:
+    """Train and evaluate ``model`` on ``train_set`` / ``eval_set`` according to ``cfg``.
+
+    Args:
+        cfg: The resolved run configuration.
+        model: The network (on CPU; the trainer moves and, under torchrun, wraps it in DDP).
+        train_set: Training dataset.
+        eval_set: Evaluation dataset (None: no evaluation).
+        task: Turns batches into losses and metrics.
+        run_dir: Output folder (checkpoints, logs, config, results).
+        device: Device to train on.
+    """
+
+    def __init__(self, cfg: RunConfig, model: nn.Module, train_set: Dataset, eval_set: Dataset | None, task: Task,
+                 run_dir: Path, device: torch.device) -> None:
+        self.cfg, self.task, self.run_dir, self.device = cfg, task, Path(run_dir), device
+        self.rank, self.world_size = get_rank(), get_world_size()
+        if cfg.data.batch_size % self.world_size:
+            raise ConfigError(f"config: data.batch_size={cfg.data.batch_size} must be divisible by the number of "
+                              f"processes ({self.world_size}); it is the global batch size")
+        self.local_batch = cfg.data.batch_size // self.world_size
+        self.model = model.to(device)
+        self.optimizer = build_optimizer(self.model, cfg)
+        self.amp_dtype = autocast_dtype(cfg.train.amp, device)
+        use_scaler = self.amp_dtype == torch.float16 and device.type == "cuda"
+        self.scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
+        self.train_set, self.eval_set = train_set, eval_set
+        self.sampler = ResumableDistributedSampler(train_set, num_replicas=self.world_size, rank=self.rank,
+                                                   shuffle=True, seed=cfg.train.seed, drop_last=True)
+        micro_per_epoch = self.sampler.num_samples // self.local_batch
+        self.steps_per_epoch = micro_per_epoch // cfg.train.grad_accum_steps
+        if self.steps_per_epoch == 0:
+            raise ConfigError(f"config: the training set has {len(train_set)} samples, fewer than one optimizer step "
+                              f"needs (data.batch_size={cfg.data.batch_size} x train.grad_accum_steps="
+                              f"{cfg.train.grad_accum_steps}); lower the batch size")
+        planned = cfg.train.epochs * self.steps_per_epoch
+        self.total_steps = min(planned, cfg.train.max_steps) if cfg.train.max_steps else planned
+        self.ddp_model: nn.Module = self.model
+        if self.world_size > 1:
+            ids = [device.index] if device.type == "cuda" else None
+            self.ddp_model = DistributedDataParallel(self.model, device_ids=ids)
+        self.global_step, self.epoch, self.step_in_epoch = 0, 0, 0
+        self.history: list[dict[str, float]] = []
+
+    # ------------------------------------------------------------------ checkpoints
+    @property
+    def checkpoint_dir(self) -> Path:
+        """Folder holding this run's ``ckpt-*`` checkpoints."""
+        return self.run_dir / "checkpoints"
+
+    def _state(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "step_in_epoch": self.step_in_epoch, "global_step": self.global_step,
+                "world_size": self.world_size, "scheduler": {"name": self.cfg.schedule.name,
+                                                             "step": self.global_step},
+                "sampler": {"seed": self.cfg.train.seed, "epoch": self.epoch,
+                            "samples_done": self.step_in_epoch * self.cfg.train.grad_accum_steps * self.local_batch},
+                "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+                "history": self.history, "config": config_to_dict(self.cfg)}
+
+    def save(self) -> Path | None:
+        """Write a checkpoint (rank 0 only; other ranks wait)."""
+        path = None
+        if is_main_process():
+            path = save_checkpoint(self.checkpoint_dir, self.global_step, self.model.state_dict(),
+                                   self.optimizer.state_dict(), self._state(), keep_last=self.cfg.checkpoint.keep_last)
+        barrier()
+        return path
+
+    def resume(self, source: str | Path | bool) -> Checkpoint:
+        """Restore model, optimizer and loop state from ``source`` (a ``ckpt-*`` folder, or True for the newest
+        valid checkpoint of this run)."""
+        if source is True:
+            ckpt = latest_valid_checkpoint(self.checkpoint_dir)
+            if ckpt is None:
+                raise CheckpointError(f"resume: no valid checkpoint in {self.checkpoint_dir}; start without --resume")
+        else:
+            ckpt = load_checkpoint(source)
+        state = ckpt.state
+        changed = diff_configs(state["config"], config_to_dict(self.cfg))
+        fatal = [k for k in changed if k.split(".")[0] in ("model", "data") and k not in ("data.num_workers",
+                                                                                           "data.root")]
+        if fatal:
+            raise CheckpointError(f"resume: {ckpt.path} was written with different settings ({', '.join(fatal)}); "
+                                  "use the same model and data settings, or start a new run")
+        if changed and is_main_process():
+            warnings.warn(f"resume: settings differ from the checkpoint's ({', '.join(changed)}); the run will not "
+                          "match an uninterrupted one", UserWarning, stacklevel=2)
+        if state.get("world_size", 1) != self.world_size and is_main_process():
+            warnings.warn(f"resume: checkpoint was written with {state['world_size']} processes, now "
+                          f"{self.world_size}; data order after the resume differs", UserWarning, stacklevel=2)
+        try:
+            self.model.load_state_dict(ckpt.model_state)
+            self.optimizer.load_state_dict(ckpt.optimizer_state)
+        except (RuntimeError, ValueError, KeyError) as err:
+            raise CheckpointError(f"resume: {ckpt.path} does not fit this model/optimizer ({str(err).splitlines()[0]})"
+                                  ) from None
+        if state.get("scaler") and self.scaler.is_enabled():
+            self.scaler.load_state_dict(state["scaler"])
+        restore_host_rng(state, ckpt.rng_torch)
+        self.global_step, self.epoch = int(state["global_step"]), int(state["epoch"])
+        self.step_in_epoch = int(state["step_in_epoch"])
+        self.history = list(state.get("history", []))
+        return ckpt
+
+    # ------------------------------------------------------------------ loop
+    def _loader(self) -> DataLoader:
+        self.sampler.set_epoch(self.epoch)
+        self.sampler.set_start(self.step_in_epoch * self.cfg.train.grad_accum_steps * self.local_batch)
+        return DataLoader(self.train_set, batch_size=self.local_batch, sampler=self.sampler, drop_last=True,
+                          num_workers=self.cfg.data.num_workers, pin_memory=self.device.type == "cuda",
+                          persistent_workers=False)
+
+    def _autocast(self) -> Any:
+        if self.amp_dtype is None:
+            return nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def _optimizer_step(self, micro_batches: list[Any]) -> dict[str, torch.Tensor]:
+        cfg = self.cfg
+        torch.manual_seed(derive_seed(cfg.train.seed, self.global_step, self.rank))
+        generator = torch.Generator().manual_seed(derive_seed(cfg.train.seed, self.global_step, self.rank, 1))
+        lr = lr_at_step(self.global_step, base_lr=cfg.optim.lr, steps_per_epoch=self.steps_per_epoch,
+                        total_steps=self.total_steps, cfg=cfg.schedule)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.ddp_model.train()
+        sums: dict[str, torch.Tensor] = {}
+        for i, batch in enumerate(micro_batches):
+            last = i == len(micro_batches) - 1
+            sync = nullcontext() if last or self.world_size == 1 else self.ddp_model.no_sync()
+            with sync:
+                with self._autocast():
+                    loss, stats = self.task.training_loss(self.ddp_model, batch, self.device, generator)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"train: loss became {loss.item()} at step {self.global_step}; lower "
+                                             "optim.lr or enable optim.clip_grad_norm")
+                self.scaler.scale(loss / len(micro_batches)).backward()
+            for key, value in stats.items():
+                sums[key] = sums.get(key, 0) + value.detach().float()
+        if cfg.optim.clip_grad_norm:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.clip_grad_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        sums["lr"] = torch.tensor(lr)
+        return sums
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        """Evaluate on ``eval_set`` (sharded over processes, sums all-reduced)."""
+        if self.eval_set is None:
+            return {}
+        sampler = ShardSampler(len(self.eval_set), self.world_size, self.rank)
+        loader = DataLoader(self.eval_set, batch_size=max(1, self.cfg.data.eval_batch_size // self.world_size),
+                            sampler=sampler, num_workers=self.cfg.data.num_workers)
+        self.ddp_model.eval()
+        totals: dict[str, torch.Tensor] = {}
+        for batch in loader:
+            with self._autocast():
+                stats = self.task.evaluation_sums(self.model, batch, self.device)
+            for key, value in stats.items():
+                totals[key] = totals.get(key, torch.zeros((), dtype=torch.float64, device=self.device)) + value
+        keys = sorted(totals)
+        if not keys:
+            return {}
+        packed = all_reduce_sum(torch.stack([totals[k].double() for k in keys]))
+        return self.task.finalize({k: float(v) for k, v in zip(keys, packed.tolist())})
+
+    def fit(self, resume: str | Path | bool | None = None) -> TrainResult:
+        """Run (or continue) training to ``total_steps``; returns the final evaluation."""
+        cfg = self.cfg
+        if resume:
+            self.resume(resume)
+        logger = MetricLogger(self.run_dir, enabled=is_main_process(), tensorboard=cfg.train.tensorboard,
+                              resume_step=self.global_step if resume else None)
+        accum = cfg.train.grad_accum_steps
+        start_time, start_step = time.perf_counter(), self.global_step
+        window: dict[str, torch.Tensor] = {}
+        window_start = time.perf_counter()
+        bar = tqdm(total=self.total_steps, initial=self.global_step, disable=not (cfg.train.progress
+                   and is_main_process()) or None, desc=cfg.name or "train", unit="step", dynamic_ncols=True)
+        metrics: dict[str, float] = {}
+        try:
+            while self.global_step < self.total_steps:
+                pending: list[Any] = []
+                for batch in self._loader():
+                    pending.append(batch)
+                    if len(pending) < accum:
+                        continue
+                    sums = self._optimizer_step(pending)
+                    pending = []
+                    self.global_step += 1
+                    self.step_in_epoch += 1
+                    for key, value in sums.items():
+                        window[key] = window.get(key, 0) + value
+                    bar.update(1)
+                    if self.global_step % cfg.train.log_every == 0 or self.global_step == self.total_steps:
+                        self._log_window(logger, window, time.perf_counter() - window_start, bar)
+                        window, window_start = {}, time.perf_counter()
+                    end_of_epoch = self.step_in_epoch == self.steps_per_epoch
+                    finished = self.global_step == self.total_steps
+                    if end_of_epoch:
+                        self.epoch, self.step_in_epoch = self.epoch + 1, 0
+                    due_eval = end_of_epoch and cfg.train.eval_every and self.epoch % cfg.train.eval_every == 0
+                    if finished or due_eval:
+                        metrics = self.evaluate()
+                        if metrics:
+                            entry = {"step": self.global_step, "epoch": self.epoch, **metrics}
+                            self.history.append(entry)
+                            logger.log("eval", self.global_step, {"epoch": self.epoch, **metrics})
+                    every = cfg.checkpoint.every_steps
+                    if end_of_epoch or finished or (every and self.global_step % every == 0):
+                        self.save()
+                    if finished or end_of_epoch:
+                        break
+        finally:
+            bar.close()
+            logger.close()
+        if not metrics:  # e.g. resuming a run that had already finished
+            metrics = self.evaluate()
+        seconds = time.perf_counter() - start_time
+        images = (self.global_step - start_step) * cfg.data.batch_size * accum
+        result = TrainResult(metrics=metrics, steps=self.global_step, epochs=self.epoch, train_seconds=seconds,
+                             images_per_second=images / seconds if seconds > 0 else math.nan, run_dir=self.run_dir,
+                             history=self.history)
+        return result
+
+    def _log_window(self, logger: MetricLogger, window: dict[str, torch.Tensor], seconds: float, bar: Any) -> None:
+        keys = sorted(k for k in window if k != "lr")
+        packed = all_reduce_sum(torch.stack([window[k].double().to(self.device) for k in keys]))
+        totals = dict(zip(keys, packed.tolist()))
+        n = max(totals.get("count", 0.0), 1.0)
+        row = {"epoch": self.epoch, "loss": totals.get("loss", 0.0) / n, "acc": totals.get("correct", 0.0) / n,
+               "lr": float(self.optimizer.param_groups[0]["lr"]), "images_per_sec": n / seconds if seconds else 0.0}
+        logger.log("train", self.global_step, row)
+        bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['acc']:.3f}", refresh=False)
