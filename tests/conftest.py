@@ -44,9 +44,11 @@ def blob_data():
     return BlobImages(128, seed=0), BlobImages(64, seed=1)
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300, env: dict | None = None,
-            module: str = "pickwise") -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, cwd: Path | None = None, timeout: float = 300, env: dict | None = None, module: str = "pickwise"
+) -> subprocess.CompletedProcess:
     """Run ``python -m pickwise ARGS`` in a subprocess (2 threads, no progress bar)."""
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env=full_env)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env
+    )

@@ -34,9 +34,7 @@ class Registry(Generic[T]):
         list_hint: A short hint appended to "unknown name" errors, e.g. "run `pickwise models` to list them".
     """
 
-    def __init__(
-        self, kind: str, *, normalize: Callable[[str], str] = str.lower, list_hint: str = ""
-    ) -> None:
+    def __init__(self, kind: str, *, normalize: Callable[[str], str] = str.lower, list_hint: str = "") -> None:
         self.kind = kind
         self._normalize = normalize
         self._list_hint = list_hint

@@ -33,9 +33,11 @@ def test_roundtrip_restores_everything(tmp_path):
     assert ckpt.state["custom"] == [1, 2]
     for key, value in model.state_dict().items():
         assert torch.equal(ckpt.model_state[key], value)
-    fresh_model, fresh_opt = _model_and_optimizer()
+    _, fresh_opt = _model_and_optimizer()
     fresh_opt.load_state_dict(ckpt.optimizer_state)
-    for (_, a), (_, b) in zip(sorted(opt.state_dict()["state"].items()), sorted(fresh_opt.state_dict()["state"].items())):
+    for (_, a), (_, b) in zip(
+        sorted(opt.state_dict()["state"].items()), sorted(fresh_opt.state_dict()["state"].items())
+    ):
         for key in a:
             assert torch.equal(torch.as_tensor(a[key]), torch.as_tensor(b[key]))
     assert torch.equal(ckpt.rng_torch, expected_rng)

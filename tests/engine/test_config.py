@@ -21,9 +21,17 @@ def test_defaults_roundtrip_through_yaml(tmp_path):
 
 
 def test_overrides_are_typed():
-    cfg = resolve_config(overrides=["optim.lr=1e-3", "train.epochs=3", "data.train_subset=100",
-                                    "schedule.milestones=[1, 2.5]", "train.progress=false", "model.kwargs.width=2",
-                                    "data.test_subset=null"])
+    cfg = resolve_config(
+        overrides=[
+            "optim.lr=1e-3",
+            "train.epochs=3",
+            "data.train_subset=100",
+            "schedule.milestones=[1, 2.5]",
+            "train.progress=false",
+            "model.kwargs.width=2",
+            "data.test_subset=null",
+        ]
+    )
     assert cfg.optim.lr == pytest.approx(1e-3)
     assert isinstance(cfg.train.epochs, int)
     assert cfg.schedule.milestones == [1.0, 2.5]

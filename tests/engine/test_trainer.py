@@ -11,16 +11,32 @@ from pickwise.engine.trainer import Trainer
 
 def tiny_net(dropout: float = 0.2) -> nn.Module:
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.GroupNorm(2, 8), nn.ReLU(), nn.Dropout(dropout),
-                         nn.Flatten(), nn.Linear(8 * 8 * 8, 4))
+    return nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1),
+        nn.GroupNorm(2, 8),
+        nn.ReLU(),
+        nn.Dropout(dropout),
+        nn.Flatten(),
+        nn.Linear(8 * 8 * 8, 4),
+    )
 
 
 def make_trainer(blob_data, tmp_path, *overrides, dropout=0.2, augment="none"):
-    cfg = resolve_config(overrides=["train.epochs=3", "data.batch_size=16", "optim.lr=0.1", "train.progress=false",
-                                    "train.tensorboard=false", "train.log_every=2", *overrides])
+    cfg = resolve_config(
+        overrides=[
+            "train.epochs=3",
+            "data.batch_size=16",
+            "optim.lr=0.1",
+            "train.progress=false",
+            "train.tensorboard=false",
+            "train.log_every=2",
+            *overrides,
+        ]
+    )
     train, test = blob_data
-    return Trainer(cfg, tiny_net(dropout), train, test, ClassificationTask(augment=augment), tmp_path,
-                   torch.device("cpu"))
+    return Trainer(
+        cfg, tiny_net(dropout), train, test, ClassificationTask(augment=augment), tmp_path, torch.device("cpu")
+    )
 
 
 def test_learns_and_logs(blob_data, tmp_path):

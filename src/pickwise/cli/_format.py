@@ -10,7 +10,7 @@ __all__ = ["format_table"]
 
 def _cell(value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:.4f}"
+        return f"{value:.4f}" if abs(value) < 100 else f"{value:.1f}"
     return str(value)
 
 

@@ -22,8 +22,11 @@ DEFAULT_NORMS = ("bn", "gn", "ln", "in")
 
 def add_parser(subparsers: Any) -> None:
     """Register ``demo``."""
-    p = subparsers.add_parser("demo", help="train small models with different normalizers on embedded data",
-                              description=__doc__.splitlines()[2] if __doc__ else None)
+    p = subparsers.add_parser(
+        "demo",
+        help="train small models with different normalizers on embedded data",
+        description=__doc__.splitlines()[2] if __doc__ else None,
+    )
     p.add_argument("--norms", default=",".join(DEFAULT_NORMS), help="comma-separated norm names")
     p.add_argument("--model", default="resnet20")
     p.add_argument("--train-subset", type=int, default=6000, help="training samples per run")
@@ -47,8 +50,17 @@ def _pick_dataset() -> str:
         return "mnist-5k"
 
 
-def run_demo(norms: list[str], *, model: str, train_subset: int, test_subset: int, epochs: int, batch_size: int,
-             seed: int, output_dir: str) -> list[dict[str, Any]]:
+def run_demo(
+    norms: list[str],
+    *,
+    model: str,
+    train_subset: int,
+    test_subset: int,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+    output_dir: str,
+) -> list[dict[str, Any]]:
     """Train ``model`` once per norm and return one result row per norm."""
     from ..engine.config import resolve_config
     from ..engine.run import run_classification
@@ -56,32 +68,70 @@ def run_demo(norms: list[str], *, model: str, train_subset: int, test_subset: in
     data = _pick_dataset()
     rows = []
     for norm in norms:
-        cfg = resolve_config(overrides=[
-            f"model.name={model}", f"model.norm={norm}", f"data.name={data}", f"data.train_subset={train_subset}",
-            f"data.test_subset={test_subset}", f"data.batch_size={batch_size}", f"train.epochs={epochs}",
-            f"train.seed={seed}", "optim.lr=0.05", "schedule.warmup_epochs=0.1", f"output_dir={output_dir}",
-            f"name={model}-{norm}", "train.tensorboard=false",
-        ])
+        cfg = resolve_config(
+            overrides=[
+                f"model.name={model}",
+                f"model.norm={norm}",
+                f"data.name={data}",
+                f"data.train_subset={train_subset}",
+                f"data.test_subset={test_subset}",
+                f"data.batch_size={batch_size}",
+                f"train.epochs={epochs}",
+                f"train.seed={seed}",
+                "optim.lr=0.05",
+                "schedule.warmup_epochs=0.1",
+                f"output_dir={output_dir}",
+                f"name={model}-{norm}",
+                "train.tensorboard=false",
+            ]
+        )
         start = time.perf_counter()
         result = run_classification(cfg)
-        rows.append({"norm": norm, "model": model, "data": data, "acc": result.metrics["acc"],
-                     "loss": result.metrics["loss"], "train_images_per_second": result.images_per_second,
-                     "seconds": time.perf_counter() - start})
+        rows.append(
+            {
+                "norm": norm,
+                "model": model,
+                "data": data,
+                "acc": result.metrics["acc"],
+                "loss": result.metrics["loss"],
+                "train_images_per_second": result.images_per_second,
+                "seconds": time.perf_counter() - start,
+            }
+        )
         print(f"{norm}: test accuracy {result.metrics['acc']:.4f}", file=sys.stderr)
-    atomic_write_json(Path(output_dir) / "demo_results.json", {"runs": rows, "train_subset": train_subset,
-                                                                "test_subset": test_subset, "epochs": epochs,
-                                                                "batch_size": batch_size, "seed": seed})
+    atomic_write_json(
+        Path(output_dir) / "demo_results.json",
+        {
+            "runs": rows,
+            "train_subset": train_subset,
+            "test_subset": test_subset,
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "seed": seed,
+        },
+    )
     return rows
 
 
 def _run(args: argparse.Namespace) -> int:
     norms = [n.strip() for n in args.norms.split(",") if n.strip()]
-    rows = run_demo(norms, model=args.model, train_subset=args.train_subset, test_subset=args.test_subset,
-                    epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, output_dir=args.output_dir)
-    print(f"\n{rows[0]['model']} on {rows[0]['data']} ({args.train_subset} train / {args.test_subset} test images, "
-          f"{args.epochs} epoch(s), batch {args.batch_size}, seed {args.seed})")
-    table = [[r["norm"], r["acc"], r["loss"], round(r["train_images_per_second"]), round(r["seconds"], 1)]
-             for r in rows]
+    rows = run_demo(
+        norms,
+        model=args.model,
+        train_subset=args.train_subset,
+        test_subset=args.test_subset,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        output_dir=args.output_dir,
+    )
+    print(
+        f"\n{rows[0]['model']} on {rows[0]['data']} ({args.train_subset} train / {args.test_subset} test images, "
+        f"{args.epochs} epoch(s), batch {args.batch_size}, seed {args.seed})"
+    )
+    table = [
+        [r["norm"], r["acc"], r["loss"], round(r["train_images_per_second"]), round(r["seconds"], 1)] for r in rows
+    ]
     print(format_table(["norm", "test acc", "test loss", "train img/s", "seconds"], table))
     print(f"results: {Path(args.output_dir) / 'demo_results.json'}")
     return 0

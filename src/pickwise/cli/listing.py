@@ -47,8 +47,9 @@ def _datasets(args: argparse.Namespace) -> int:
             rows.append([name, "-", "-", "-", f"unavailable: {str(err)[:70]}"])
             continue
         size = "x".join(str(s) for s in info.image_size)
-        rows.append([name, info.num_classes, f"{info.in_chans}x{size}", f"{info.num_train}/{info.num_test}",
-                     info.license])
+        rows.append(
+            [name, info.num_classes, f"{info.in_chans}x{size}", f"{info.num_train}/{info.num_test}", info.license]
+        )
     print(format_table(["dataset", "classes", "shape", "train/test", "license"], rows))
     return 0
 

@@ -9,7 +9,6 @@ from typing import Any
 import yaml
 
 from ..engine.config import config_to_dict, resolve_config
-from ..utils.distributed import is_main_process
 from ._format import format_table
 
 __all__ = ["add_parser", "run"]
@@ -45,13 +44,20 @@ _SHORTCUTS = {
 def add_parser(subparsers: Any) -> None:
     """Register ``train``."""
     p = subparsers.add_parser(
-        "train", help="train and evaluate a model on a dataset",
+        "train",
+        help="train and evaluate a model on a dataset",
         description="Train and evaluate a registered model on a registered dataset or an image folder. Settings come "
-                    "from defaults, then --config files, then the shortcut flags, then --set overrides.",
+        "from defaults, then --config files, then the shortcut flags, then --set overrides.",
     )
     p.add_argument("--config", action="append", default=[], metavar="FILE", help="YAML config (repeatable; _base_ ok)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="dotted override, e.g. --set optim.lr=0.05 (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="dotted override, e.g. --set optim.lr=0.05 (repeatable)",
+    )
     p.add_argument("--model", help="registered model name (pickwise models)")
     p.add_argument("--norm", help="normalization layer: bn, gn, ln, in, ... (pickwise norms)")
     p.add_argument("--pretrained", action="store_const", const=True, default=None, help="load shipped weights")
@@ -75,8 +81,14 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--keep-last", type=int, help="number of checkpoints to keep")
     p.add_argument("--name", help="run name (output folder under --output-dir)")
     p.add_argument("--output-dir", help="parent folder of runs (default: runs)")
-    p.add_argument("--resume", nargs="?", const=True, default=None, metavar="CKPT",
-                   help="continue the run --name from its newest valid checkpoint, or from the folder CKPT")
+    p.add_argument(
+        "--resume",
+        nargs="?",
+        const=True,
+        default=None,
+        metavar="CKPT",
+        help="continue the run --name from its newest valid checkpoint, or from the folder CKPT",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.set_defaults(handler=run)
@@ -102,10 +114,14 @@ def run(args: argparse.Namespace) -> int:
         print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), end="")
         return 0
     result = run_classification(cfg, resume=args.resume)
-    if is_main_process():
+    if result.rank == 0:
         rows = [[key, value] for key, value in result.metrics.items()]
-        rows += [["steps", result.steps], ["epochs", result.epochs],
-                 ["train images/s", round(result.images_per_second, 1)], ["train seconds", round(result.train_seconds, 1)]]
+        rows += [
+            ["steps", result.steps],
+            ["epochs", result.epochs],
+            ["train images/s", round(result.images_per_second, 1)],
+            ["train seconds", round(result.train_seconds, 1)],
+        ]
         print(f"\n{cfg.model.name} ({cfg.model.norm}) on {cfg.data.name} — test metrics", file=sys.stdout)
         print(format_table(["metric", "value"], rows))
         print(f"outputs: {result.run_dir}")

@@ -215,8 +215,8 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         state = json.loads(state_file.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint {path} is incomplete: state.json is missing") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"checkpoint {path} is corrupt: state.json is not valid JSON ({err.msg if hasattr(err, 'msg') else err})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise CheckpointError(f"checkpoint {path} is corrupt: state.json is not valid JSON") from None
     if not isinstance(state, dict) or state.get("format_version") != FORMAT_VERSION or "sha256" not in state:
         raise CheckpointError(f"checkpoint {path} has an unknown format (expected pickwise format {FORMAT_VERSION})")
     for name, expected in state["sha256"].items():
@@ -224,8 +224,10 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         if not file.is_file():
             raise CheckpointError(f"checkpoint {path} is incomplete: {name} is missing")
         if sha256_file(file) != expected:
-            raise CheckpointError(f"checkpoint {path} is corrupt: {name} does not match its sha256 (truncated or "
-                                  "modified); resume from an older checkpoint or start over")
+            raise CheckpointError(
+                f"checkpoint {path} is corrupt: {name} does not match its sha256 (truncated or "
+                "modified); resume from an older checkpoint or start over"
+            )
     try:
         model_state = load_file(str(path / "model.safetensors"))
         opt_tensors = load_file(str(path / "optimizer.safetensors"))
@@ -237,7 +239,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
 
 
 def latest_valid_checkpoint(directory: str | os.PathLike[str]) -> Checkpoint | None:
-    """The newest checkpoint under ``directory`` that loads and verifies; corrupt newer ones are skipped with a warning."""
+    """The newest checkpoint under ``directory`` that loads and verifies (corrupt newer ones are skipped, warned)."""
     for path in reversed(find_checkpoints(directory)):
         try:
             return load_checkpoint(path)

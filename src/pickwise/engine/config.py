@@ -197,8 +197,13 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "schedule.name": ("cosine", "step", "constant"),
     "train.amp": ("none", "bf16", "fp16", "auto"),
 }
-_POSITIVE_INT = ("data.batch_size", "data.eval_batch_size", "train.grad_accum_steps", "checkpoint.keep_last",
-                 "train.log_every")
+_POSITIVE_INT = (
+    "data.batch_size",
+    "data.eval_batch_size",
+    "train.grad_accum_steps",
+    "checkpoint.keep_last",
+    "train.log_every",
+)
 
 
 def _field_types(cls: type) -> dict[str, Any]:
@@ -272,8 +277,11 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
 
 def _unknown_key_error(key: str) -> ConfigError:
     hint = close_matches_hint(key, _all_keys())
-    return ConfigError(f"config: unknown key '{key}'" + (f"; {hint}" if hint else ".")
-                       + " Run `pickwise train --print-config` to see every key.")
+    return ConfigError(
+        f"config: unknown key '{key}'"
+        + (f"; {hint}" if hint else ".")
+        + " Run `pickwise train --print-config` to see every key."
+    )
 
 
 def _merge_dict(obj: Any, data: dict[str, Any], prefix: str = "") -> None:
@@ -334,7 +342,7 @@ def _deep_update(target: dict[str, Any], update: dict[str, Any]) -> None:
 
 
 def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
-    """Apply dotted ``key=value`` overrides in order; values are parsed as YAML scalars (``1e-3``, ``true``, ``[1,2]``)."""
+    """Apply dotted ``key=value`` overrides in order; values are YAML scalars (``1e-3``, ``true``, ``[1,2]``)."""
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"config: override '{item}' must look like key=value, e.g. optim.lr=0.05")
@@ -365,16 +373,22 @@ def validate_config(cfg: RunConfig) -> RunConfig:
     for key, choices in _CHOICES.items():
         if flat[key] not in choices:
             hint = close_matches_hint(str(flat[key]), list(choices))
-            raise ConfigError(f"config: {key} must be one of {', '.join(choices)}; got {flat[key]!r}"
-                              + (f" ({hint})" if hint else ""))
+            raise ConfigError(
+                f"config: {key} must be one of {', '.join(choices)}; got {flat[key]!r}" + (f" ({hint})" if hint else "")
+            )
     for key in _POSITIVE_INT:
         if flat[key] < 1:
             raise ConfigError(f"config: {key} must be >= 1; got {flat[key]}")
     for key in ("train.epochs", "train.eval_every", "data.num_workers"):
         if flat[key] < 0:
             raise ConfigError(f"config: {key} must be >= 0; got {flat[key]}")
-    for key in ("train.max_steps", "checkpoint.every_steps", "data.train_subset", "data.test_subset",
-                "data.image_size"):
+    for key in (
+        "train.max_steps",
+        "checkpoint.every_steps",
+        "data.train_subset",
+        "data.test_subset",
+        "data.image_size",
+    ):
         if flat[key] is not None and flat[key] < 1:
             raise ConfigError(f"config: {key} must be >= 1 (or null); got {flat[key]}")
     if cfg.optim.lr <= 0:

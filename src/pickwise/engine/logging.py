@@ -23,8 +23,9 @@ class MetricLogger:
         resume_step: Step the run resumes from (None for a fresh run, which truncates existing logs).
     """
 
-    def __init__(self, run_dir: Path, *, enabled: bool = True, tensorboard: bool = True,
-                 resume_step: int | None = None) -> None:
+    def __init__(
+        self, run_dir: Path, *, enabled: bool = True, tensorboard: bool = True, resume_step: int | None = None
+    ) -> None:
         self.run_dir, self.enabled = Path(run_dir), enabled
         self._writer = None
         if not enabled:
@@ -36,8 +37,11 @@ class MetricLogger:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:
-                warnings.warn("tensorboard is not installed; logging to CSV only (pip install tensorboard)",
-                              UserWarning, stacklevel=2)
+                warnings.warn(
+                    "tensorboard is not installed; logging to CSV only (pip install tensorboard)",
+                    UserWarning,
+                    stacklevel=2,
+                )
             else:
                 self._writer = SummaryWriter(str(self.run_dir / "tensorboard"), purge_step=resume_step)
 

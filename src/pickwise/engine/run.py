@@ -58,9 +58,14 @@ def _build_model(cfg: RunConfig, info: Any) -> tuple[torch.nn.Module, Classifica
     from ..models import create_model
 
     in_chans = 3 if cfg.model.pretrained else info.in_chans
-    model = create_model(cfg.model.name, pretrained=cfg.model.pretrained, num_classes=info.num_classes,
-                         in_chans=None if cfg.model.pretrained else in_chans, norm_layer=cfg.model.norm,
-                         **cfg.model.kwargs)
+    model = create_model(
+        cfg.model.name,
+        pretrained=cfg.model.pretrained,
+        num_classes=info.num_classes,
+        in_chans=None if cfg.model.pretrained else in_chans,
+        norm_layer=cfg.model.norm,
+        **cfg.model.kwargs,
+    )
     task = ClassificationTask(augment=cfg.data.augment, repeat_channels=3 if in_chans == 3 else None)
     return model, task
 
@@ -86,8 +91,10 @@ def run_classification(cfg: RunConfig, *, resume: str | Path | bool | None = Non
             cfg.name = default_run_name(cfg)
         run_dir = Path(cfg.output_dir) / cfg.name
         if resume is True and not (run_dir / "checkpoints").is_dir():
-            raise CheckpointError(f"resume: no checkpoints in {run_dir / 'checkpoints'}; check --name/--output-dir "
-                                  "or start without --resume")
+            raise CheckpointError(
+                f"resume: no checkpoints in {run_dir / 'checkpoints'}; check --name/--output-dir "
+                "or start without --resume"
+            )
         torch.use_deterministic_algorithms(cfg.train.deterministic)
         seed_everything(cfg.train.seed)
         train_set, test_set, info = _build_data(cfg)
@@ -104,14 +111,27 @@ def run_classification(cfg: RunConfig, *, resume: str | Path | bool | None = Non
             tmp = run_dir / ".model.safetensors.tmp"
             save_file(state, str(tmp))
             os.replace(tmp, run_dir / "model.safetensors")
-            atomic_write_json(run_dir / "results.json", {
-                "name": cfg.name, "model": cfg.model.name, "norm": cfg.model.norm, "data": cfg.data.name,
-                "metrics": result.metrics, "steps": result.steps, "epochs": result.epochs,
-                "world_size": get_world_size(), "train_seconds": result.train_seconds,
-                "images_per_second": result.images_per_second, "history": result.history,
-                "device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
-                "platform": platform.platform(), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            })
+            atomic_write_json(
+                run_dir / "results.json",
+                {
+                    "name": cfg.name,
+                    "model": cfg.model.name,
+                    "norm": cfg.model.norm,
+                    "data": cfg.data.name,
+                    "metrics": result.metrics,
+                    "steps": result.steps,
+                    "epochs": result.epochs,
+                    "world_size": get_world_size(),
+                    "train_seconds": result.train_seconds,
+                    "images_per_second": result.images_per_second,
+                    "history": result.history,
+                    "device": str(device),
+                    "torch": torch.__version__,
+                    "threads": torch.get_num_threads(),
+                    "platform": platform.platform(),
+                    "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                },
+            )
         return result
     finally:
         cleanup_distributed()

@@ -26,10 +26,16 @@ class ResumableDistributedSampler(DistributedSampler):
         drop_last: Drop the tail so every process gets the same number of samples.
     """
 
-    def __init__(self, dataset: Dataset, num_replicas: int = 1, rank: int = 0, shuffle: bool = True, seed: int = 0,
-                 drop_last: bool = True) -> None:
-        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed,
-                         drop_last=drop_last)
+    def __init__(
+        self,
+        dataset: Dataset,
+        num_replicas: int = 1,
+        rank: int = 0,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_last: bool = True,
+    ) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=drop_last)
         self.start_index = 0
 
     def set_start(self, samples_done: int) -> None:
@@ -46,7 +52,7 @@ class ResumableDistributedSampler(DistributedSampler):
 
 
 class ShardSampler(Sampler[int]):
-    """Deterministic, non-repeating shard ``rank, rank + world_size, ...`` for evaluation (no padding, no duplicates)."""
+    """Deterministic shard ``rank, rank + world_size, ...`` for evaluation (no padding, no duplicates)."""
 
     def __init__(self, length: int, num_replicas: int = 1, rank: int = 0) -> None:
         self.length, self.num_replicas, self.rank = length, num_replicas, rank

@@ -20,8 +20,9 @@ __all__ = ["ClassificationTask", "Task"]
 class Task(Protocol):
     """The interface between a model, a batch and the engine."""
 
-    def training_loss(self, model: nn.Module, batch: object, device: torch.device,
-                      generator: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def training_loss(
+        self, model: nn.Module, batch: object, device: torch.device, generator: torch.Generator
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Return the mean loss of the batch and per-batch *sums* to log (each with a ``count`` entry)."""
         ...
 
@@ -48,14 +49,21 @@ class ClassificationTask:
         self.repeat_channels = repeat_channels
         self.label_smoothing = label_smoothing
 
-    def _inputs(self, batch: tuple[torch.Tensor, torch.Tensor], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    def _inputs(
+        self, batch: tuple[torch.Tensor, torch.Tensor], device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         images, targets = batch
         if self.repeat_channels and images.shape[1] == 1:
             images = images.expand(-1, self.repeat_channels, -1, -1)
         return images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
 
-    def training_loss(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], device: torch.device,
-                      generator: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def training_loss(
+        self,
+        model: nn.Module,
+        batch: tuple[torch.Tensor, torch.Tensor],
+        device: torch.device,
+        generator: torch.Generator,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Cross-entropy on an augmented batch, plus loss/correct/count sums for the log."""
         images, targets = self._inputs(batch, device)
         images = augment_batch(images, self.augment, generator)
@@ -67,8 +75,9 @@ class ClassificationTask:
         return loss, {"loss": loss.detach() * n, "correct": correct, "count": n}
 
     @torch.no_grad()
-    def evaluation_sums(self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor],
-                        device: torch.device) -> dict[str, torch.Tensor]:
+    def evaluation_sums(
+        self, model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], device: torch.device
+    ) -> dict[str, torch.Tensor]:
         """Summed loss, top-1 and top-5 hits, and the sample count."""
         images, targets = self._inputs(batch, device)
         logits = model(images).float()
@@ -76,8 +85,12 @@ class ClassificationTask:
         k = min(5, logits.shape[1])
         topk = logits.topk(k, dim=1).indices
         hits = topk == targets[:, None]
-        return {"loss": loss, "correct": hits[:, 0].sum(), "correct5": hits.any(1).sum(),
-                "count": torch.tensor(targets.numel(), device=device)}
+        return {
+            "loss": loss,
+            "correct": hits[:, 0].sum(),
+            "correct5": hits.any(1).sum(),
+            "count": torch.tensor(targets.numel(), device=device),
+        }
 
     def finalize(self, sums: dict[str, float]) -> dict[str, float]:
         """``loss`` (mean), ``acc`` and ``acc5`` as fractions."""

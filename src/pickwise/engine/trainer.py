@@ -25,7 +25,6 @@ from tqdm.auto import tqdm
 
 from ..exceptions import CheckpointError, ConfigError
 from ..utils.distributed import all_reduce_sum, barrier, get_rank, get_world_size, is_main_process
-from ..utils.io import atomic_write_json
 from ..utils.seed import derive_seed
 from .checkpoint import (
     Checkpoint,
@@ -56,6 +55,7 @@ class TrainResult:
         images_per_second: Training throughput over the whole run (all processes).
         run_dir: Where outputs were written.
         history: Evaluation metrics per evaluation, with their step and epoch.
+        rank: The rank of the process that produced this result (0 writes and prints).
     """
 
     metrics: dict[str, float]
@@ -65,6 +65,7 @@ class TrainResult:
     images_per_second: float
     run_dir: Path
     history: list[dict[str, float]] = field(default_factory=list)
+    rank: int = 0
 
 
 def build_optimizer(model: nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:
@@ -95,13 +96,23 @@ class Trainer:
         device: Device to train on.
     """
 
-    def __init__(self, cfg: RunConfig, model: nn.Module, train_set: Dataset, eval_set: Dataset | None, task: Task,
-                 run_dir: Path, device: torch.device) -> None:
+    def __init__(
+        self,
+        cfg: RunConfig,
+        model: nn.Module,
+        train_set: Dataset,
+        eval_set: Dataset | None,
+        task: Task,
+        run_dir: Path,
+        device: torch.device,
+    ) -> None:
         self.cfg, self.task, self.run_dir, self.device = cfg, task, Path(run_dir), device
         self.rank, self.world_size = get_rank(), get_world_size()
         if cfg.data.batch_size % self.world_size:
-            raise ConfigError(f"config: data.batch_size={cfg.data.batch_size} must be divisible by the number of "
-                              f"processes ({self.world_size}); it is the global batch size")
+            raise ConfigError(
+                f"config: data.batch_size={cfg.data.batch_size} must be divisible by the number of "
+                f"processes ({self.world_size}); it is the global batch size"
+            )
         self.local_batch = cfg.data.batch_size // self.world_size
         self.model = model.to(device)
         self.optimizer = build_optimizer(self.model, cfg)
@@ -109,14 +120,17 @@ class Trainer:
         use_scaler = self.amp_dtype == torch.float16 and device.type == "cuda"
         self.scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
         self.train_set, self.eval_set = train_set, eval_set
-        self.sampler = ResumableDistributedSampler(train_set, num_replicas=self.world_size, rank=self.rank,
-                                                   shuffle=True, seed=cfg.train.seed, drop_last=True)
+        self.sampler = ResumableDistributedSampler(
+            train_set, num_replicas=self.world_size, rank=self.rank, shuffle=True, seed=cfg.train.seed, drop_last=True
+        )
         micro_per_epoch = self.sampler.num_samples // self.local_batch
         self.steps_per_epoch = micro_per_epoch // cfg.train.grad_accum_steps
         if self.steps_per_epoch == 0:
-            raise ConfigError(f"config: the training set has {len(train_set)} samples, fewer than one optimizer step "
-                              f"needs (data.batch_size={cfg.data.batch_size} x train.grad_accum_steps="
-                              f"{cfg.train.grad_accum_steps}); lower the batch size")
+            raise ConfigError(
+                f"config: the training set has {len(train_set)} samples, fewer than one optimizer step "
+                f"needs (data.batch_size={cfg.data.batch_size} x train.grad_accum_steps="
+                f"{cfg.train.grad_accum_steps}); lower the batch size"
+            )
         planned = cfg.train.epochs * self.steps_per_epoch
         self.total_steps = min(planned, cfg.train.max_steps) if cfg.train.max_steps else planned
         self.ddp_model: nn.Module = self.model
@@ -133,26 +147,46 @@ class Trainer:
         return self.run_dir / "checkpoints"
 
     def _state(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "step_in_epoch": self.step_in_epoch, "global_step": self.global_step,
-                "world_size": self.world_size, "scheduler": {"name": self.cfg.schedule.name,
-                                                             "step": self.global_step},
-                "sampler": {"seed": self.cfg.train.seed, "epoch": self.epoch,
-                            "samples_done": self.step_in_epoch * self.cfg.train.grad_accum_steps * self.local_batch},
-                "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
-                "history": self.history, "config": config_to_dict(self.cfg)}
+        return {
+            "epoch": self.epoch,
+            "step_in_epoch": self.step_in_epoch,
+            "global_step": self.global_step,
+            "world_size": self.world_size,
+            "scheduler": {"name": self.cfg.schedule.name, "step": self.global_step},
+            "sampler": {
+                "seed": self.cfg.train.seed,
+                "epoch": self.epoch,
+                "samples_done": self.step_in_epoch * self.cfg.train.grad_accum_steps * self.local_batch,
+            },
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+            "history": self.history,
+            "config": config_to_dict(self.cfg),
+        }
 
     def save(self) -> Path | None:
         """Write a checkpoint (rank 0 only; other ranks wait)."""
         path = None
         if is_main_process():
-            path = save_checkpoint(self.checkpoint_dir, self.global_step, self.model.state_dict(),
-                                   self.optimizer.state_dict(), self._state(), keep_last=self.cfg.checkpoint.keep_last)
+            path = save_checkpoint(
+                self.checkpoint_dir,
+                self.global_step,
+                self.model.state_dict(),
+                self.optimizer.state_dict(),
+                self._state(),
+                keep_last=self.cfg.checkpoint.keep_last,
+            )
         barrier()
         return path
 
     def resume(self, source: str | Path | bool) -> Checkpoint:
-        """Restore model, optimizer and loop state from ``source`` (a ``ckpt-*`` folder, or True for the newest
-        valid checkpoint of this run)."""
+        """Restore model, optimizer and loop state.
+
+        Args:
+            source: A ``ckpt-*`` folder, or True for the newest valid checkpoint of this run.
+
+        Returns:
+            The loaded checkpoint.
+        """
         if source is True:
             ckpt = latest_valid_checkpoint(self.checkpoint_dir)
             if ckpt is None:
@@ -161,23 +195,35 @@ class Trainer:
             ckpt = load_checkpoint(source)
         state = ckpt.state
         changed = diff_configs(state["config"], config_to_dict(self.cfg))
-        fatal = [k for k in changed if k.split(".")[0] in ("model", "data") and k not in ("data.num_workers",
-                                                                                           "data.root")]
+        fatal = [
+            k for k in changed if k.split(".")[0] in ("model", "data") and k not in ("data.num_workers", "data.root")
+        ]
         if fatal:
-            raise CheckpointError(f"resume: {ckpt.path} was written with different settings ({', '.join(fatal)}); "
-                                  "use the same model and data settings, or start a new run")
+            raise CheckpointError(
+                f"resume: {ckpt.path} was written with different settings ({', '.join(fatal)}); "
+                "use the same model and data settings, or start a new run"
+            )
         if changed and is_main_process():
-            warnings.warn(f"resume: settings differ from the checkpoint's ({', '.join(changed)}); the run will not "
-                          "match an uninterrupted one", UserWarning, stacklevel=2)
+            warnings.warn(
+                f"resume: settings differ from the checkpoint's ({', '.join(changed)}); the run will not "
+                "match an uninterrupted one",
+                UserWarning,
+                stacklevel=2,
+            )
         if state.get("world_size", 1) != self.world_size and is_main_process():
-            warnings.warn(f"resume: checkpoint was written with {state['world_size']} processes, now "
-                          f"{self.world_size}; data order after the resume differs", UserWarning, stacklevel=2)
+            warnings.warn(
+                f"resume: checkpoint was written with {state['world_size']} processes, now "
+                f"{self.world_size}; data order after the resume differs",
+                UserWarning,
+                stacklevel=2,
+            )
         try:
             self.model.load_state_dict(ckpt.model_state)
             self.optimizer.load_state_dict(ckpt.optimizer_state)
         except (RuntimeError, ValueError, KeyError) as err:
-            raise CheckpointError(f"resume: {ckpt.path} does not fit this model/optimizer ({str(err).splitlines()[0]})"
-                                  ) from None
+            raise CheckpointError(
+                f"resume: {ckpt.path} does not fit this model/optimizer ({str(err).splitlines()[0]})"
+            ) from None
         if state.get("scaler") and self.scaler.is_enabled():
             self.scaler.load_state_dict(state["scaler"])
         restore_host_rng(state, ckpt.rng_torch)
@@ -190,9 +236,15 @@ class Trainer:
     def _loader(self) -> DataLoader:
         self.sampler.set_epoch(self.epoch)
         self.sampler.set_start(self.step_in_epoch * self.cfg.train.grad_accum_steps * self.local_batch)
-        return DataLoader(self.train_set, batch_size=self.local_batch, sampler=self.sampler, drop_last=True,
-                          num_workers=self.cfg.data.num_workers, pin_memory=self.device.type == "cuda",
-                          persistent_workers=False)
+        return DataLoader(
+            self.train_set,
+            batch_size=self.local_batch,
+            sampler=self.sampler,
+            drop_last=True,
+            num_workers=self.cfg.data.num_workers,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=False,
+        )
 
     def _autocast(self) -> Any:
         if self.amp_dtype is None:
@@ -203,8 +255,13 @@ class Trainer:
         cfg = self.cfg
         torch.manual_seed(derive_seed(cfg.train.seed, self.global_step, self.rank))
         generator = torch.Generator().manual_seed(derive_seed(cfg.train.seed, self.global_step, self.rank, 1))
-        lr = lr_at_step(self.global_step, base_lr=cfg.optim.lr, steps_per_epoch=self.steps_per_epoch,
-                        total_steps=self.total_steps, cfg=cfg.schedule)
+        lr = lr_at_step(
+            self.global_step,
+            base_lr=cfg.optim.lr,
+            steps_per_epoch=self.steps_per_epoch,
+            total_steps=self.total_steps,
+            cfg=cfg.schedule,
+        )
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.ddp_model.train()
@@ -216,8 +273,10 @@ class Trainer:
                 with self._autocast():
                     loss, stats = self.task.training_loss(self.ddp_model, batch, self.device, generator)
                 if not torch.isfinite(loss):
-                    raise FloatingPointError(f"train: loss became {loss.item()} at step {self.global_step}; lower "
-                                             "optim.lr or enable optim.clip_grad_norm")
+                    raise FloatingPointError(
+                        f"train: loss became {loss.item()} at step {self.global_step}; lower "
+                        "optim.lr or enable optim.clip_grad_norm"
+                    )
                 self.scaler.scale(loss / len(micro_batches)).backward()
             for key, value in stats.items():
                 sums[key] = sums.get(key, 0) + value.detach().float()
@@ -236,8 +295,12 @@ class Trainer:
         if self.eval_set is None:
             return {}
         sampler = ShardSampler(len(self.eval_set), self.world_size, self.rank)
-        loader = DataLoader(self.eval_set, batch_size=max(1, self.cfg.data.eval_batch_size // self.world_size),
-                            sampler=sampler, num_workers=self.cfg.data.num_workers)
+        loader = DataLoader(
+            self.eval_set,
+            batch_size=max(1, self.cfg.data.eval_batch_size // self.world_size),
+            sampler=sampler,
+            num_workers=self.cfg.data.num_workers,
+        )
         self.ddp_model.eval()
         totals: dict[str, torch.Tensor] = {}
         for batch in loader:
@@ -256,14 +319,24 @@ class Trainer:
         cfg = self.cfg
         if resume:
             self.resume(resume)
-        logger = MetricLogger(self.run_dir, enabled=is_main_process(), tensorboard=cfg.train.tensorboard,
-                              resume_step=self.global_step if resume else None)
+        logger = MetricLogger(
+            self.run_dir,
+            enabled=is_main_process(),
+            tensorboard=cfg.train.tensorboard,
+            resume_step=self.global_step if resume else None,
+        )
         accum = cfg.train.grad_accum_steps
         start_time, start_step = time.perf_counter(), self.global_step
         window: dict[str, torch.Tensor] = {}
         window_start = time.perf_counter()
-        bar = tqdm(total=self.total_steps, initial=self.global_step, disable=not (cfg.train.progress
-                   and is_main_process()) or None, desc=cfg.name or "train", unit="step", dynamic_ncols=True)
+        bar = tqdm(
+            total=self.total_steps,
+            initial=self.global_step,
+            disable=not (cfg.train.progress and is_main_process()) or None,
+            desc=cfg.name or "train",
+            unit="step",
+            dynamic_ncols=True,
+        )
         metrics: dict[str, float] = {}
         try:
             while self.global_step < self.total_steps:
@@ -305,9 +378,16 @@ class Trainer:
             metrics = self.evaluate()
         seconds = time.perf_counter() - start_time
         images = (self.global_step - start_step) * cfg.data.batch_size * accum
-        result = TrainResult(metrics=metrics, steps=self.global_step, epochs=self.epoch, train_seconds=seconds,
-                             images_per_second=images / seconds if seconds > 0 else math.nan, run_dir=self.run_dir,
-                             history=self.history)
+        result = TrainResult(
+            metrics=metrics,
+            steps=self.global_step,
+            epochs=self.epoch,
+            train_seconds=seconds,
+            images_per_second=images / seconds if seconds > 0 else math.nan,
+            run_dir=self.run_dir,
+            history=self.history,
+            rank=self.rank,
+        )
         return result
 
     def _log_window(self, logger: MetricLogger, window: dict[str, torch.Tensor], seconds: float, bar: Any) -> None:
@@ -315,7 +395,12 @@ class Trainer:
         packed = all_reduce_sum(torch.stack([window[k].double().to(self.device) for k in keys]))
         totals = dict(zip(keys, packed.tolist()))
         n = max(totals.get("count", 0.0), 1.0)
-        row = {"epoch": self.epoch, "loss": totals.get("loss", 0.0) / n, "acc": totals.get("correct", 0.0) / n,
-               "lr": float(self.optimizer.param_groups[0]["lr"]), "images_per_sec": n / seconds if seconds else 0.0}
+        row = {
+            "epoch": self.epoch,
+            "loss": totals.get("loss", 0.0) / n,
+            "acc": totals.get("correct", 0.0) / n,
+            "lr": float(self.optimizer.param_groups[0]["lr"]),
+            "images_per_sec": n / seconds if seconds else 0.0,
+        }
         logger.log("train", self.global_step, row)
         bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['acc']:.3f}", refresh=False)

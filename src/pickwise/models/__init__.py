@@ -1,0 +1,60 @@
+"""Model zoo: a timm-style registry and small CNN backbones with swappable normalization.
+
+``create_model(name, pretrained=False, num_classes=None, in_chans=None, norm_layer=None, **kwargs)`` builds a
+registered model; ``list_models("resnet*")`` lists names. Every model exposes ``num_features``,
+``forward_features``, ``forward_head(x, pre_logits=False)``, ``reset_classifier`` and ``pretrained_cfg``.
+
+Registered: CIFAR ResNets ``resnet8``/``resnet20``/``resnet32``/``resnet56`` (He et al., CVPR 2016), ImageNet
+ResNets ``resnet18``/``resnet34``/``resnet50`` (torchvision naming) and ``mobilenet_v2`` (Sandler et al.,
+CVPR 2018; ImageNet weights via ``pretrained=True``).
+"""
+
+from ._base import ClassifierModel
+from ._builder import build_model_with_cfg, load_pretrained, resolve_weights_path, verify_sha256
+from ._registry import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    PretrainedCfg,
+    create_model,
+    get_pretrained_cfg,
+    is_model,
+    list_models,
+    model_entrypoint,
+    register_model,
+)
+from .imagenet_classes import IMAGENET_CLASSES
+from .mobilenetv2 import InvertedResidual, MobileNetV2, mobilenet_v2
+from .resnet import BasicBlock, Bottleneck, ResNet, resnet18, resnet34, resnet50
+from .resnet_cifar import CifarResNet, resnet8, resnet20, resnet32, resnet56
+
+__all__ = [
+    "IMAGENET_CLASSES",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "BasicBlock",
+    "Bottleneck",
+    "CifarResNet",
+    "ClassifierModel",
+    "InvertedResidual",
+    "MobileNetV2",
+    "PretrainedCfg",
+    "ResNet",
+    "build_model_with_cfg",
+    "create_model",
+    "get_pretrained_cfg",
+    "is_model",
+    "list_models",
+    "load_pretrained",
+    "mobilenet_v2",
+    "model_entrypoint",
+    "register_model",
+    "resnet8",
+    "resnet18",
+    "resnet20",
+    "resnet32",
+    "resnet34",
+    "resnet50",
+    "resnet56",
+    "resolve_weights_path",
+    "verify_sha256",
+]
