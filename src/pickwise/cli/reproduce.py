@@ -1,0 +1,37 @@
+"""``pickwise reproduce TOPIC``: the papers' claims in miniature, on embedded data.
+
+Each topic lives in ``pickwise.reproduce.<topic>`` and provides ``add_arguments(parser)`` and ``run(args) -> int``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__all__ = ["TOPICS", "add_parser"]
+
+# topic -> (module, one-line help)
+TOPICS: dict[str, tuple[str, str]] = {
+    "norms": ("pickwise.reproduce.norms", "SN/SSN/EN/PN vs BN/GN across batch sizes on Fashion-MNIST"),
+    "dgconv": ("pickwise.reproduce.dgconv", "learned vs fixed channel groups (DGConv / G-ResNeXt)"),
+}
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register ``reproduce`` and one sub-subcommand per available topic."""
+    p = subparsers.add_parser(
+        "reproduce",
+        help="reproduce the papers' claims in miniature",
+        description=__doc__.splitlines()[0] if __doc__ else None,
+    )
+    topics = p.add_subparsers(dest="topic", metavar="TOPIC")
+    for topic, (module_name, help_text) in TOPICS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as err:
+            if err.name and module_name.startswith(err.name):
+                continue  # topic not implemented in this build
+            raise
+        sub = topics.add_parser(topic, help=help_text, description=help_text)
+        module.add_arguments(sub)
+        sub.set_defaults(handler=module.run)

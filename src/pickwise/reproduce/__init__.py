@@ -1,0 +1,1 @@
+"""Miniature reproductions of the papers' claims (``pickwise reproduce TOPIC``)."""
