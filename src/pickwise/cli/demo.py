@@ -38,18 +38,6 @@ def add_parser(subparsers: Any) -> None:
     p.set_defaults(handler=_run)
 
 
-def _pick_dataset() -> str:
-    from ..data import get_dataset_info
-    from ..exceptions import DataNotFoundError
-
-    try:
-        get_dataset_info("fashion-mnist")
-        return "fashion-mnist"
-    except DataNotFoundError as err:
-        print(f"note: {err}\nnote: using the pip-bundled mnist-5k instead", file=sys.stderr)
-        return "mnist-5k"
-
-
 def run_demo(
     norms: list[str],
     *,
@@ -62,10 +50,11 @@ def run_demo(
     output_dir: str,
 ) -> list[dict[str, Any]]:
     """Train ``model`` once per norm and return one result row per norm."""
+    from ..data import first_available_dataset
     from ..engine.config import resolve_config
     from ..engine.run import run_classification
 
-    data = _pick_dataset()
+    data = first_available_dataset("fashion-mnist", "mnist-5k")
     rows = []
     for norm in norms:
         cfg = resolve_config(

@@ -8,11 +8,11 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..exceptions import PickwiseUserError
-from . import demo, listing, reproduce, train
+from . import analyze, demo, listing, reproduce, train
 
 __all__ = ["build_parser", "main"]
 
-_SUBCOMMANDS = (train, demo, listing, reproduce)
+_SUBCOMMANDS = (train, demo, listing, analyze, reproduce)
 
 
 def build_parser() -> argparse.ArgumentParser:

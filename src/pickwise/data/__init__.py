@@ -24,6 +24,7 @@ Example:
 from __future__ import annotations
 
 from . import fashion_mnist, mnist5k, sklearn_digits, textures  # noqa: F401  (registers the built-in datasets)
+from ._available import first_available_dataset
 from ._base import DatasetInfo, ImageClassificationDataset
 from ._factory import create_dataset, get_dataset_info, list_datasets
 from ._split import stratified_split, stratified_subset
@@ -34,6 +35,7 @@ __all__ = [
     "DatasetInfo",
     "ImageClassificationDataset",
     "create_dataset",
+    "first_available_dataset",
     "get_dataset_info",
     "list_datasets",
     "load_image_folder",

@@ -50,12 +50,19 @@ class ModelConfig:
         norm: Normalization layer name from the norm factory (``bn``, ``gn``, ``ln``, ``in``, ...).
         pretrained: Load the model's shipped weights (sha256-checked).
         kwargs: Extra keyword arguments for the model constructor.
+        gamma_decay: Coefficient of the explicit gamma-decay regularizer added to the loss (0: off); used with
+            population normalization (``norm: pn``), see :func:`pickwise.nn.gamma_decay_penalty`.
+        sparsestmax_radius: Final radius of the sparsestmax schedule of SSN layers (linear ramp from 0 over the run;
+            the official schedule ends at 1.0, beyond the simplex's centre-to-vertex distance, so every layer ends
+            one-hot).
     """
 
     name: str = "resnet20"
     norm: str = "bn"
     pretrained: bool = False
     kwargs: dict[str, Any] = field(default_factory=dict)
+    gamma_decay: float = 0.0
+    sparsestmax_radius: float = 1.0
 
 
 @dataclass
@@ -97,6 +104,9 @@ class OptimConfig:
         weight_decay: L2 / decoupled weight decay.
         no_decay_norm_and_bias: Exclude 1-D parameters (norm weights, biases) from weight decay.
         clip_grad_norm: Clip the global gradient norm to this value (None: no clipping).
+        norm_logit_lr_mult: Learning-rate multiplier for the mixture logits of SN/SSN/EN layers (``mean_weight``,
+            ``var_weight``); they never get weight decay. SSN's recipe is 0.1.
+        norm_logit_clip: Clip the gradient norm of the mixture logits to this value (SSN's recipe: 1.0).
     """
 
     name: str = "sgd"
@@ -106,6 +116,8 @@ class OptimConfig:
     weight_decay: float = 5e-4
     no_decay_norm_and_bias: bool = True
     clip_grad_norm: float | None = None
+    norm_logit_lr_mult: float = 1.0
+    norm_logit_clip: float | None = None
 
 
 @dataclass

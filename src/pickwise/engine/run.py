@@ -16,6 +16,7 @@ from ..utils.distributed import cleanup_distributed, get_world_size, init_distri
 from ..utils.io import atomic_write_json, atomic_write_text
 from ..utils.seed import seed_everything
 from .config import RunConfig, config_to_dict
+from .hooks import training_extras
 from .tasks import ClassificationTask
 from .trainer import Trainer, TrainResult
 
@@ -99,7 +100,8 @@ def run_classification(cfg: RunConfig, *, resume: str | Path | bool | None = Non
         seed_everything(cfg.train.seed)
         train_set, test_set, info = _build_data(cfg)
         model, task = _build_model(cfg, info)  # identical initial weights on every rank (same seed)
-        trainer = Trainer(cfg, model, train_set, test_set, task, run_dir, device)
+        hooks, regularizer = training_extras(cfg, model)
+        trainer = Trainer(cfg, model, train_set, test_set, task, run_dir, device, hooks=hooks, regularizer=regularizer)
         if is_main_process():
             run_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(run_dir / "config.yaml", yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
@@ -118,6 +120,9 @@ def run_classification(cfg: RunConfig, *, resume: str | Path | bool | None = Non
                     "model": cfg.model.name,
                     "norm": cfg.model.norm,
                     "data": cfg.data.name,
+                    "num_classes": info.num_classes,
+                    "in_chans": 3 if cfg.model.pretrained else info.in_chans,
+                    "batch_size": cfg.data.batch_size,
                     "metrics": result.metrics,
                     "steps": result.steps,
                     "epochs": result.epochs,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +41,7 @@ from .sampler import ResumableDistributedSampler, ShardSampler
 from .schedule import lr_at_step
 from .tasks import Task
 
-__all__ = ["Trainer", "TrainResult", "build_optimizer"]
+__all__ = ["TrainResult", "Trainer", "build_optimizer", "is_norm_logit"]
 
 
 @dataclass
@@ -68,16 +69,35 @@ class TrainResult:
     rank: int = 0
 
 
+_LOGIT_NAMES = ("mean_weight", "var_weight")
+
+
+def is_norm_logit(name: str) -> bool:
+    """True for the mixture logits of SN/SSN/EN layers (parameter names ending in ``mean_weight``/``var_weight``)."""
+    return name.rsplit(".", 1)[-1] in _LOGIT_NAMES
+
+
 def build_optimizer(model: nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:
-    """SGD or AdamW; with ``no_decay_norm_and_bias`` the 1-D parameters get no weight decay."""
-    decay, no_decay = [], []
-    for param in model.parameters():
+    """SGD or AdamW with three groups: decayed weights, undecayed 1-D params, and norm mixture logits.
+
+    With ``no_decay_norm_and_bias`` the 1-D parameters get no weight decay. The mixture logits never get weight decay
+    and their learning rate is ``optim.lr * optim.norm_logit_lr_mult`` (kept in the group as ``lr_mult``).
+    """
+    decay, no_decay, logits = [], [], []
+    for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        (no_decay if cfg.optim.no_decay_norm_and_bias and param.ndim <= 1 else decay).append(param)
-    groups = [{"params": decay, "weight_decay": cfg.optim.weight_decay}]
+        if is_norm_logit(name):
+            logits.append(param)
+        elif cfg.optim.no_decay_norm_and_bias and param.ndim <= 1:
+            no_decay.append(param)
+        else:
+            decay.append(param)
+    groups = [{"params": decay, "weight_decay": cfg.optim.weight_decay, "lr_mult": 1.0}]
     if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0})
+        groups.append({"params": no_decay, "weight_decay": 0.0, "lr_mult": 1.0})
+    if logits:
+        groups.append({"params": logits, "weight_decay": 0.0, "lr_mult": cfg.optim.norm_logit_lr_mult})
     if cfg.optim.name == "sgd":
         return torch.optim.SGD(groups, lr=cfg.optim.lr, momentum=cfg.optim.momentum, nesterov=cfg.optim.nesterov)
     return torch.optim.AdamW(groups, lr=cfg.optim.lr)
@@ -105,8 +125,12 @@ class Trainer:
         task: Task,
         run_dir: Path,
         device: torch.device,
+        *,
+        hooks: Sequence[Callable[[Trainer], None]] = (),
+        regularizer: Callable[[nn.Module], torch.Tensor] | None = None,
     ) -> None:
         self.cfg, self.task, self.run_dir, self.device = cfg, task, Path(run_dir), device
+        self.hooks, self.regularizer = list(hooks), regularizer
         self.rank, self.world_size = get_rank(), get_world_size()
         if cfg.data.batch_size % self.world_size:
             raise ConfigError(
@@ -263,7 +287,9 @@ class Trainer:
             cfg=cfg.schedule,
         )
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_mult", 1.0)
+        for hook in self.hooks:
+            hook(self)
         self.ddp_model.train()
         sums: dict[str, torch.Tensor] = {}
         for i, batch in enumerate(micro_batches):
@@ -277,11 +303,21 @@ class Trainer:
                         f"train: loss became {loss.item()} at step {self.global_step}; lower "
                         "optim.lr or enable optim.clip_grad_norm"
                     )
-                self.scaler.scale(loss / len(micro_batches)).backward()
+                objective = loss / len(micro_batches)
+                if last and self.regularizer is not None:  # once per optimizer step, inside DDP's backward
+                    penalty = self.regularizer(self.model)
+                    objective = objective + penalty
+                    stats = {**stats, "regularizer": penalty.detach().float() * stats["count"] * len(micro_batches)}
+                self.scaler.scale(objective).backward()
             for key, value in stats.items():
                 sums[key] = sums.get(key, 0) + value.detach().float()
-        if cfg.optim.clip_grad_norm:
+        if cfg.optim.clip_grad_norm or cfg.optim.norm_logit_clip:
             self.scaler.unscale_(self.optimizer)
+        if cfg.optim.norm_logit_clip:
+            logits = [p for n, p in self.model.named_parameters() if is_norm_logit(n) and p.grad is not None]
+            if logits:
+                torch.nn.utils.clip_grad_norm_(logits, cfg.optim.norm_logit_clip)
+        if cfg.optim.clip_grad_norm:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.clip_grad_norm)
         self.scaler.step(self.optimizer)
         self.scaler.update()
@@ -402,5 +438,7 @@ class Trainer:
             "lr": float(self.optimizer.param_groups[0]["lr"]),
             "images_per_sec": n / seconds if seconds else 0.0,
         }
+        if "regularizer" in totals:
+            row["regularizer"] = totals["regularizer"] / n
         logger.log("train", self.global_step, row)
         bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['acc']:.3f}", refresh=False)

@@ -1,0 +1,17 @@
+"""Duck-typed helpers shared by the model-level utilities: which modules are learned-normalizer mixtures."""
+
+from __future__ import annotations
+
+from torch import nn
+
+__all__ = ["is_batch_norm", "is_learned_norm"]
+
+
+def is_learned_norm(module: nn.Module) -> bool:
+    """True for SN/SSN/EN-style layers: they expose ``normalizers`` (names) and ``ratios()`` (mixture weights)."""
+    return isinstance(getattr(module, "normalizers", None), tuple) and callable(getattr(module, "ratios", None))
+
+
+def is_batch_norm(module: nn.Module) -> bool:
+    """True for torch BatchNorm1d/2d/3d and SyncBatchNorm (and subclasses); the one place that names ``_BatchNorm``."""
+    return isinstance(module, nn.modules.batchnorm._BatchNorm)

@@ -1,0 +1,180 @@
+"""Replace the BatchNorm layers of any model by learned normalizers (SN, SSN, EN) or population normalization (PN).
+
+Modelled on ``torch.nn.SyncBatchNorm.convert_sync_batchnorm``: the function walks ``named_children()`` recursively,
+replaces each matching layer in place (``setattr`` on its parent) and returns the model, or a new object if the root
+itself was converted. The new layer gets a *copy* of γ/β and of the running statistics (``running_mean``,
+``running_var``, ``num_batches_tracked``), and the source layer's ``eps``, ``momentum``, ``training`` flag, device
+and dtype.
+
+With ``init="bn"`` the mixture logits put (numerically) all weight on the BN branch, so the converted model's eval
+output equals the original's (to ~1e-6) at conversion time; ``init="uniform"`` is the papers' initialisation
+(equal logits).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from ...exceptions import InvalidParameterError
+from ._learned import is_batch_norm, is_learned_norm
+
+__all__ = ["convert_norm_layers", "set_mixture_logits"]
+
+_TARGETS = ("sn", "ssn", "en", "pn")
+_CLASS_NAMES = {
+    "sn": {1: "SwitchNorm1d", 2: "SwitchNorm2d", 3: "SwitchNorm3d"},
+    "ssn": {2: "SparseSwitchNorm2d"},
+    "en": {2: "ExemplarNorm2d"},
+    "pn": {2: "PopulationNorm2d"},
+}
+
+
+def _dims(module: nn.Module) -> int:
+    name = type(module).__name__
+    for dims in (1, 2, 3):
+        if name.endswith(f"{dims}d"):
+            return dims
+    return 2
+
+
+def set_mixture_logits(module: nn.Module, init: str, *, bn_logit_gap: float = 16.0) -> None:
+    """Initialise the mixture logits of a learned normalizer.
+
+    Args:
+        module: An SN/SSN/EN layer (has ``normalizers``).
+        init: ``"uniform"`` (all logits equal, the papers' init) or ``"bn"`` (BN logit ``bn_logit_gap`` above the rest).
+        bn_logit_gap: Logit margin for ``init="bn"``. With softmax the other branches get weight ≈ exp(-gap): 16 gives
+            ~1e-7 (output equal to BN within 1e-5) but also damps their gradients by the same factor; use ~4–6 to start
+            near BN while still letting the layer move away from it.
+    """
+    if init not in ("bn", "uniform"):
+        raise InvalidParameterError(f"convert_norm_layers: init must be 'bn' or 'uniform'; got {init!r}")
+    if init == "bn" and "bn" not in module.normalizers:
+        raise InvalidParameterError(
+            f"convert_norm_layers: init='bn' needs a BN branch, but the layer mixes {module.normalizers}; "
+            "use init='uniform' or keep BN (using_bn=True)"
+        )
+    if hasattr(module, "init_mixture"):  # layers with their own ratio network (EN) know how to do this
+        module.init_mixture(init, bn_logit_gap=bn_logit_gap)
+        return
+    with torch.no_grad():
+        for name in ("mean_weight", "var_weight"):
+            logits = getattr(module, name, None)
+            if logits is None:
+                continue
+            logits.zero_()
+            if init == "bn":
+                logits[module.normalizers.index("bn")] = bn_logit_gap
+
+
+def _build(target: str, source: nn.Module, layer_kwargs: dict) -> nn.Module:
+    norm_namespace = importlib.import_module("pickwise.nn.norm")  # where the layer classes are exported
+
+    dims = _dims(source)
+    class_name = _CLASS_NAMES[target].get(dims)
+    cls = getattr(norm_namespace, class_name, None) if class_name else None
+    if cls is None:
+        raise InvalidParameterError(
+            f"convert_norm_layers: no {target} layer for {dims}-d inputs (source {type(source).__name__}); "
+            f"exclude it with exclude=[...] or convert to 'sn'"
+        )
+    kwargs = {"eps": source.eps, "affine": source.affine, "track_running_stats": source.track_running_stats}
+    if getattr(source, "momentum", None) is not None or target != "pn":
+        kwargs["momentum"] = source.momentum
+    kwargs.update(layer_kwargs)
+    ref = source.weight if source.weight is not None else source.running_mean
+    factory = {"device": ref.device, "dtype": ref.dtype} if ref is not None else {}
+    return cls(source.num_features, **kwargs, **factory)
+
+
+def _copy_state(source: nn.Module, target: nn.Module) -> None:
+    with torch.no_grad():
+        for name in ("weight", "bias", "running_mean", "running_var", "num_batches_tracked"):
+            src, dst = getattr(source, name, None), getattr(target, name, None)
+            if src is not None and dst is not None and src.shape == dst.shape:
+                dst.copy_(src)
+    target.train(source.training)
+
+
+def _matches(name: str, patterns: Sequence[str] | None) -> bool:
+    return bool(patterns) and any(fnmatch.fnmatch(name, p) for p in patterns)
+
+
+def convert_norm_layers(
+    model: nn.Module,
+    norm: str,
+    *,
+    init: str = "bn",
+    bn_logit_gap: float = 16.0,
+    include: Sequence[str] | None = None,
+    exclude: Sequence[str] | None = None,
+    layer_kwargs: dict | None = None,
+    convert_learned: bool = True,
+) -> nn.Module:
+    """Replace every BatchNorm (and, with ``convert_learned``, every SN/SSN/EN layer) of ``model``.
+
+    Args:
+        model: Any ``nn.Module``; modified in place.
+        norm: Target: ``"sn"``, ``"ssn"``, ``"en"`` or ``"pn"``.
+        init: ``"bn"`` (start as the original BN; eval output unchanged) or ``"uniform"`` (papers' init).
+            For ``pn`` it is ignored (PN with BN's running statistics equals BN in eval).
+        bn_logit_gap: See :func:`set_mixture_logits`.
+        include: fnmatch patterns of qualified module names to convert (default: all).
+        exclude: fnmatch patterns of qualified module names to leave alone (e.g. ``["fc.*"]``).
+        layer_kwargs: Extra keyword arguments for the new layers (e.g. ``{"normalizers": ("in", "ln", "bn")}``).
+        convert_learned: Also convert existing SN/SSN/EN layers (e.g. SN → SSN keeps γ/β and running statistics).
+
+    Returns:
+        ``model`` with its layers replaced, or the new layer if ``model`` itself was a BatchNorm.
+
+    Raises:
+        InvalidParameterError: Unknown target, or a layer type with no counterpart (use ``exclude``).
+
+    Example:
+        >>> from pickwise.models import create_model
+        >>> model = convert_norm_layers(create_model("resnet8"), "sn")
+        >>> type(model.bn1).__name__
+        'SwitchNorm2d'
+    """
+    if norm not in _TARGETS:
+        from ..._registry import close_matches_hint
+
+        hint = close_matches_hint(str(norm), list(_TARGETS))
+        suffix = f" ({hint})" if hint else ""
+        raise InvalidParameterError(
+            f"convert_norm_layers: norm must be one of {', '.join(_TARGETS)}; got {norm!r}{suffix}"
+        )
+    kwargs = dict(layer_kwargs or {})
+
+    def convert(module: nn.Module, name: str) -> nn.Module:
+        wanted = (include is None or _matches(name, include)) and not _matches(name, exclude)
+        convertible = is_batch_norm(module) or (convert_learned and is_learned_norm(module))
+        if wanted and convertible and not isinstance(module, nn.modules.instancenorm._InstanceNorm):
+            new = _build(norm, module, kwargs)
+            _copy_state(module, new)
+            if hasattr(new, "normalizers"):
+                if is_learned_norm(module) and getattr(module, "normalizers", None) == new.normalizers:
+                    _copy_logits(module, new)
+                else:
+                    set_mixture_logits(new, init, bn_logit_gap=bn_logit_gap)
+            return new
+        for child_name, child in module.named_children():
+            new_child = convert(child, f"{name}.{child_name}" if name else child_name)
+            if new_child is not child:
+                setattr(module, child_name, new_child)
+        return module
+
+    return convert(model, "")
+
+
+def _copy_logits(source: nn.Module, target: nn.Module) -> None:
+    with torch.no_grad():
+        for name in ("mean_weight", "var_weight"):
+            src, dst = getattr(source, name, None), getattr(target, name, None)
+            if isinstance(src, torch.Tensor) and isinstance(dst, torch.Tensor) and src.shape == dst.shape:
+                dst.copy_(src)
