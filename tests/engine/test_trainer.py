@@ -124,3 +124,48 @@ def test_max_steps_and_final_checkpoint(blob_data, tmp_path):
     result = trainer.fit()
     assert result.steps == 5
     assert (tmp_path / "checkpoints" / "ckpt-00000005").is_dir()
+
+
+class _Mixture(nn.Module):
+    """A stand-in for an SN layer: its logits are named like SN's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mean_weight = nn.Parameter(torch.zeros(3))
+        self.var_weight = nn.Parameter(torch.zeros(3))
+        self.scale = nn.Parameter(torch.ones(1))
+
+    def forward(self, x):
+        return x * self.scale + self.mean_weight.softmax(0)[0] + self.var_weight.softmax(0)[0]
+
+
+def test_optimizer_groups_for_mixture_logits():
+    from pickwise.engine.trainer import build_optimizer, is_norm_logit
+
+    cfg = resolve_config(overrides=["optim.norm_logit_lr_mult=0.1", "optim.weight_decay=0.01"])
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), _Mixture())
+    groups = build_optimizer(model, cfg).param_groups
+    assert [len(g["params"]) for g in groups] == [1, 2, 2]  # conv weight | conv bias + scale | two logits
+    assert groups[2]["lr_mult"] == 0.1
+    assert groups[2]["weight_decay"] == 0.0 and groups[0]["weight_decay"] == 0.01
+    assert is_norm_logit("layer1.0.bn1.mean_weight") and not is_norm_logit("layer1.0.bn1.weight")
+
+
+def test_hooks_and_regularizer(blob_data, tmp_path):
+    seen = []
+    cfg = resolve_config(overrides=["train.epochs=1", "data.batch_size=16", "train.progress=false",
+                                    "train.tensorboard=false", "train.log_every=4", "optim.weight_decay=0"])
+    train, test = blob_data
+
+    def run(regularizer, name):
+        trainer = Trainer(cfg, tiny_net(0.0), train, test, ClassificationTask(), tmp_path / name,
+                          torch.device("cpu"), hooks=[lambda t: seen.append(t.global_step)], regularizer=regularizer)
+        trainer.fit()
+        return trainer
+
+    plain = run(None, "plain")
+    assert seen == list(range(8))
+    decayed = run(lambda m: 10.0 * m[-1].weight.pow(2).sum(), "decayed")
+    assert decayed.model[-1].weight.norm() < 0.5 * plain.model[-1].weight.norm()
+    rows = list(csv.DictReader(open(tmp_path / "decayed" / "train_log.csv")))
+    assert "regularizer" in rows[0] and float(rows[0]["regularizer"]) > 0

@@ -7,8 +7,9 @@ Images are stored once as a ``uint8`` tensor ``(N, C, H, W)`` and normalized on 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 from typing import NamedTuple
 
@@ -67,6 +68,19 @@ class LoadedSplit(NamedTuple):
     images: np.ndarray
     targets: np.ndarray
     source_indices: np.ndarray
+
+
+def stratified_split_loader(load_all: Callable[[], tuple[np.ndarray, np.ndarray]]) -> Callable[..., LoadedSplit]:
+    """Loader of one split of a dataset whose ``load_all()`` returns all images and labels (80/20 stratified split)."""
+    from ._split import stratified_split
+
+    def load(split: str, root: Path | None = None) -> LoadedSplit:
+        images, targets = load_all()
+        train_idx, test_idx = stratified_split(targets)
+        idx = train_idx if split == "train" else test_idx
+        return LoadedSplit(images[idx], targets[idx], idx)
+
+    return load
 
 
 def import_optional(module: str, *, pip_name: str, dataset: str) -> ModuleType:

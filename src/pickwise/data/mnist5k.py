@@ -16,9 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from ..exceptions import DataFormatError
-from ._base import DatasetInfo, LoadedSplit, import_optional
+from ._base import DatasetInfo, import_optional, stratified_split_loader
 from ._registry import DATASETS, DatasetSpec
-from ._split import stratified_split
 
 __all__ = ["MNIST5K_INFO"]
 
@@ -69,11 +68,7 @@ def _load_all() -> tuple[np.ndarray, np.ndarray]:
     return images, targets
 
 
-def _load(split: str, root: Path | None = None) -> LoadedSplit:
-    images, targets = _load_all()
-    train_idx, test_idx = stratified_split(targets)
-    idx = train_idx if split == "train" else test_idx
-    return LoadedSplit(images[idx], targets[idx], idx)
+_load = stratified_split_loader(_load_all)
 
 
 DATASETS.add(
