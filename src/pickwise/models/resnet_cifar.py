@@ -74,6 +74,8 @@ class CifarResNet(ClassifierModel):
         zero_init_last: Zero the scale of each block's last norm (Goyal et al. 2017, arXiv:1706.02677).
             Default: ``False``.
         drop_rate: Dropout probability before the classifier. Default: ``0.0``.
+        width: Channels of the first stage; the stages have ``width``, ``2 * width`` and ``4 * width`` channels
+            (the paper's 16/32/64 at the default). Default: ``16``.
 
     Shape:
         - Input: ``(N, in_chans, H, W)``; the feature map is ``H/4 x W/4`` (rounded up), e.g. 8x8 for CIFAR.
@@ -88,9 +90,11 @@ class CifarResNet(ClassifierModel):
         norm_layer: Any = "bn",
         zero_init_last: bool = False,
         drop_rate: float = 0.0,
+        width: int = 16,
     ) -> None:
         super().__init__()
         depth = check_int("CifarResNet", "depth", depth, 8)
+        width = check_int("CifarResNet", "width", width, 1)
         if (depth - 2) % 6 != 0:
             raise InvalidParameterError(f"CifarResNet: depth must be 6n + 2 (8, 20, 32, 44, 56, ...); got {depth}")
         self.depth = depth
@@ -99,15 +103,16 @@ class CifarResNet(ClassifierModel):
         self.drop_rate = float(drop_rate)
         norm = resolve_norm_layer("CifarResNet", norm_layer)
         n = (depth - 2) // 6
-        self.conv1 = conv3x3(in_chans, 16)
-        self.bn1 = norm(16)
+        self.width = width
+        self.conv1 = conv3x3(in_chans, width)
+        self.bn1 = norm(width)
         self.relu = nn.ReLU(inplace=True)
-        self.inplanes = 16
-        self.layer1 = self._make_layer(16, n, 1, norm)
-        self.layer2 = self._make_layer(32, n, 2, norm)
-        self.layer3 = self._make_layer(64, n, 2, norm)
+        self.inplanes = width
+        self.layer1 = self._make_layer(width, n, 1, norm)
+        self.layer2 = self._make_layer(2 * width, n, 2, norm)
+        self.layer3 = self._make_layer(4 * width, n, 2, norm)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        self.num_features = 64
+        self.num_features = 4 * width
         self.fc = make_linear("CifarResNet", self.num_features, num_classes)
         init_weights(self)
         if zero_init_last:
@@ -125,7 +130,7 @@ class CifarResNet(ClassifierModel):
         return nn.Sequential(*layers)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Return the ``layer3`` feature map, shape ``(N, 64, H/4, W/4)``."""
+        """Return the ``layer3`` feature map, shape ``(N, 4 * width, H/4, W/4)``."""
         x = self.relu(self.bn1(self.conv1(x)))
         return self.layer3(self.layer2(self.layer1(x)))
 
