@@ -17,6 +17,7 @@ __all__ = [
     "NotFittedError",
     "PickwiseUserError",
     "ShapeError",
+    "TrainingDivergedError",
     "UnknownNameError",
     "WeightsIntegrityError",
 ]
@@ -56,6 +57,10 @@ class DataFormatError(PickwiseUserError, ValueError):
 
 class CheckpointError(PickwiseUserError, ValueError):
     """A checkpoint is missing, truncated, corrupt or does not fit the model."""
+
+
+class TrainingDivergedError(PickwiseUserError, FloatingPointError):
+    """The training loss became NaN or infinite (usually: learning rate too high for the setup)."""
 
 
 class WeightsIntegrityError(CheckpointError):

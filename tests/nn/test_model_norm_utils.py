@@ -4,7 +4,6 @@ import pytest
 import torch
 from torch import nn
 
-import pickwise.nn.norm as norm_mod
 from pickwise.exceptions import InvalidParameterError
 from pickwise.models import create_model
 from pickwise.nn.norm.collapse import collapse_norm_layers, fold_batch_norms
@@ -12,7 +11,6 @@ from pickwise.nn.norm.convert import convert_norm_layers
 from pickwise.nn.norm.recalibrate import recalibrate_norm_stats
 from pickwise.nn.norm.report import norm_ratio_report, summarize_ratios
 
-needs_sn = pytest.mark.skipif(not hasattr(norm_mod, "SwitchNorm2d"), reason="SwitchNorm2d not available")
 
 
 def _randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -81,7 +79,6 @@ def test_convert_unknown_target_lists_choices():
         convert_norm_layers(create_model("resnet8"), "snn")
 
 
-@needs_sn
 @pytest.mark.parametrize("target", ["sn", "pn", "en", "ssn"])
 def test_convert_init_bn_keeps_eval_output(target):
     model = _randomize_bn(create_model("resnet20", num_classes=10))
@@ -93,7 +90,6 @@ def test_convert_init_bn_keeps_eval_output(target):
     torch.testing.assert_close(converted(x), expected, rtol=1e-5, atol=1e-5)
 
 
-@needs_sn
 def test_convert_uniform_uses_papers_init_and_changes_output():
     model = _randomize_bn(create_model("resnet8", num_classes=10))
     x = torch.randn(2, 3, 16, 16)
@@ -104,7 +100,6 @@ def test_convert_uniform_uses_papers_init_and_changes_output():
     assert (converted(x) - expected).abs().max() > 1e-3
 
 
-@needs_sn
 def test_convert_respects_exclude_and_root_module():
     model = create_model("resnet8")
     converted = convert_norm_layers(model, "sn", exclude=["layer3.*"])
@@ -114,7 +109,6 @@ def test_convert_respects_exclude_and_root_module():
     assert type(root).__name__ == "SwitchNorm2d"
 
 
-@needs_sn
 def test_collapse_after_bn_init_round_trips_and_folds():
     model = _randomize_bn(create_model("resnet20", num_classes=10))
     x = torch.randn(3, 3, 32, 32)
@@ -127,7 +121,6 @@ def test_collapse_after_bn_init_round_trips_and_folds():
     torch.testing.assert_close(model(x), expected, rtol=1e-4, atol=1e-5)
 
 
-@needs_sn
 def test_collapse_reports_mixed_picks_and_hardens():
     model = create_model("resnet8", num_classes=10, norm_layer="sn").eval()
     layer = model.bn1
@@ -146,7 +139,6 @@ def test_collapse_reports_mixed_picks_and_hardens():
     assert type(model.layer1[0].bn1).__name__ == "InstanceNorm2d"
 
 
-@needs_sn
 def test_ratio_report_rows_and_summary():
     model = create_model("resnet8", norm_layer="sn")
     rows = norm_ratio_report(model)
@@ -159,7 +151,6 @@ def test_ratio_report_rows_and_summary():
     assert summary["both"]["bn"] == pytest.approx(1 / 3, abs=1e-6)
 
 
-@needs_sn
 def test_conversion_round_trip_on_real_mobilenet_v2():
     pytest.importorskip("skimage")
     try:
@@ -184,7 +175,6 @@ def test_conversion_round_trip_on_real_mobilenet_v2():
     torch.testing.assert_close(model(x), expected, rtol=1e-4, atol=1e-4)
 
 
-@needs_sn
 def test_conversion_round_trip_on_resnet50():
     model = _randomize_bn(create_model("resnet50", num_classes=10))
     x = torch.randn(1, 3, 64, 64)

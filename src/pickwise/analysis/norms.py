@@ -37,8 +37,8 @@ def plot_ratios_vs_depth(rows: list[dict[str, Any]], path: Path, title: str) -> 
             bottom = [b + v for b, v in zip(bottom, values)]
         ax.set_ylabel(f"{'mean' if key == 'mean' else 'variance'} weight")
         ax.set_ylim(0, 1)
-    axes[0].legend(ncol=len(names), loc="upper right", fontsize=8)
-    axes[0].set_title(title)
+    axes[0].legend(ncol=len(names), loc="lower right", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+    axes[0].set_title(title, loc="left")
     axes[1].set_xlabel("layer (input → output)")
     axes[1].set_xticks(range(len(rows)))
     axes[1].set_xticklabels([str(i) for i in range(len(rows))], fontsize=7)
@@ -79,6 +79,26 @@ def plot_ratios_vs_batch_size(points: dict[str, list[tuple[int, dict[str, dict[s
     plt.close(fig)
 
 
+def calibrate_dynamic_ratios(model: Any, cfg: Any, num_images: int = 512) -> bool:
+    """Run test images through a model whose layers pick per sample (EN).
+
+    Afterwards their ``ratios()`` report the average over those ``num_images`` images. Returns False when the model
+    has no such layer.
+    """
+    import torch
+
+    if not any(callable(getattr(m, "sample_ratios", None)) for m in model.modules()):
+        return False
+    from ..data import create_dataset
+
+    size = (cfg.data.image_size, cfg.data.image_size) if cfg.data.image_size else None
+    test = create_dataset(cfg.data.name, "test", root=cfg.data.root, image_size=size)
+    images, _ = test.tensors(torch.arange(min(num_images, len(test))))
+    with torch.no_grad():
+        model.eval()(images)
+    return True
+
+
 def analyze_norm_runs(paths: list[str | Path], output_dir: str | Path | None = None) -> dict[str, Any]:
     """Ratio reports and figures for every run with learned normalizers under ``paths``.
 
@@ -94,6 +114,7 @@ def analyze_norm_runs(paths: list[str | Path], output_dir: str | Path | None = N
     by_norm: dict[str, list[tuple[int, dict[str, dict[str, float]]]]] = defaultdict(list)
     for run_dir in runs:
         model, cfg, results = load_run(run_dir)
+        calibrate_dynamic_ratios(model, cfg)
         rows = norm_ratio_report(model)
         if not rows:
             continue

@@ -14,6 +14,7 @@ __all__ = ["TOPICS", "add_parser"]
 TOPICS: dict[str, tuple[str, str]] = {
     "norms": ("pickwise.reproduce.norms", "SN/SSN/EN/PN vs BN/GN across batch sizes on Fashion-MNIST"),
     "dgconv": ("pickwise.reproduce.dgconv", "learned vs fixed channel groups (DGConv / G-ResNeXt)"),
+    "selection": ("pickwise.reproduce.selection", "EMMS, LogME and baselines ranked against fine-tuned accuracy"),
 }
 
 

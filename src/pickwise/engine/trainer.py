@@ -24,7 +24,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from ..exceptions import CheckpointError, ConfigError
+from ..exceptions import CheckpointError, ConfigError, TrainingDivergedError
+from ..nn.norm._learned import MIXTURE_LOGIT_NAMES
 from ..utils.distributed import all_reduce_sum, barrier, get_rank, get_world_size, is_main_process
 from ..utils.seed import derive_seed
 from .checkpoint import (
@@ -69,12 +70,9 @@ class TrainResult:
     rank: int = 0
 
 
-_LOGIT_NAMES = ("mean_weight", "var_weight")
-
-
 def is_norm_logit(name: str) -> bool:
-    """True for the mixture logits of SN/SSN/EN layers (parameter names ending in ``mean_weight``/``var_weight``)."""
-    return name.rsplit(".", 1)[-1] in _LOGIT_NAMES
+    """True for the mixture logits of SN/SSN/EN layers (``mean_weight``, ``var_weight``, ``ratio_weight``)."""
+    return name.rsplit(".", 1)[-1] in MIXTURE_LOGIT_NAMES
 
 
 def build_optimizer(model: nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:
@@ -299,7 +297,7 @@ class Trainer:
                 with self._autocast():
                     loss, stats = self.task.training_loss(self.ddp_model, batch, self.device, generator)
                 if not torch.isfinite(loss):
-                    raise FloatingPointError(
+                    raise TrainingDivergedError(
                         f"train: loss became {loss.item()} at step {self.global_step}; lower "
                         "optim.lr or enable optim.clip_grad_norm"
                     )

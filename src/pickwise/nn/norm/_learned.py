@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from torch import nn
 
-__all__ = ["is_batch_norm", "is_learned_norm"]
+__all__ = ["MIXTURE_LOGIT_NAMES", "is_batch_norm", "is_learned_norm"]
+
+# static mixture logits: SN/SSN's separate mean and variance logits, EN's static ratio logits
+MIXTURE_LOGIT_NAMES = ("mean_weight", "var_weight", "ratio_weight")
 
 
 def is_learned_norm(module: nn.Module) -> bool:
     """True for SN/SSN/EN-style layers: they expose ``normalizers`` (names) and ``ratios()`` (mixture weights)."""
-    return isinstance(getattr(module, "normalizers", None), tuple) and callable(getattr(module, "ratios", None))
+    normalizers = getattr(module, "normalizers", None)
+    return isinstance(normalizers, tuple) and len(normalizers) > 1 and callable(getattr(module, "ratios", None))
 
 
 def is_batch_norm(module: nn.Module) -> bool:

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ...exceptions import InvalidParameterError
-from ._learned import is_batch_norm, is_learned_norm
+from ._learned import MIXTURE_LOGIT_NAMES, is_batch_norm, is_learned_norm
 
 __all__ = ["convert_norm_layers", "set_mixture_logits"]
 
@@ -42,15 +42,17 @@ def _dims(module: nn.Module) -> int:
     return 2
 
 
-def set_mixture_logits(module: nn.Module, init: str, *, bn_logit_gap: float = 16.0) -> None:
+def set_mixture_logits(module: nn.Module, init: str, *, bn_logit_gap: float = 30.0) -> None:
     """Initialise the mixture logits of a learned normalizer.
 
     Args:
         module: An SN/SSN/EN layer (has ``normalizers``).
         init: ``"uniform"`` (all logits equal, the papers' init) or ``"bn"`` (BN logit ``bn_logit_gap`` above the rest).
-        bn_logit_gap: Logit margin for ``init="bn"``. With softmax the other branches get weight ≈ exp(-gap): 16 gives
-            ~1e-7 (output equal to BN within 1e-5) but also damps their gradients by the same factor; use ~4–6 to start
-            near BN while still letting the layer move away from it.
+        bn_logit_gap: Logit margin for ``init="bn"``. With softmax the other branches get weight ≈ exp(-gap). The
+            default 30 (weights ~1e-13) makes the converted model's eval output equal to the BN model's to float32
+            round-off, but it also damps the other logits' gradients by the same factor, so the layers stay BN during
+            fine-tuning. To start *near* BN and still let each layer learn its mixture, use a gap of about 4–6
+            (w_bn ≈ 0.96–0.99), or ``init="uniform"``.
     """
     if init not in ("bn", "uniform"):
         raise InvalidParameterError(f"convert_norm_layers: init must be 'bn' or 'uniform'; got {init!r}")
@@ -63,9 +65,9 @@ def set_mixture_logits(module: nn.Module, init: str, *, bn_logit_gap: float = 16
         module.init_mixture(init, bn_logit_gap=bn_logit_gap)
         return
     with torch.no_grad():
-        for name in ("mean_weight", "var_weight"):
+        for name in MIXTURE_LOGIT_NAMES:
             logits = getattr(module, name, None)
-            if logits is None:
+            if not isinstance(logits, torch.Tensor):
                 continue
             logits.zero_()
             if init == "bn":
@@ -110,7 +112,7 @@ def convert_norm_layers(
     norm: str,
     *,
     init: str = "bn",
-    bn_logit_gap: float = 16.0,
+    bn_logit_gap: float = 30.0,
     include: Sequence[str] | None = None,
     exclude: Sequence[str] | None = None,
     layer_kwargs: dict | None = None,
@@ -157,7 +159,7 @@ def convert_norm_layers(
         if wanted and convertible and not isinstance(module, nn.modules.instancenorm._InstanceNorm):
             new = _build(norm, module, kwargs)
             _copy_state(module, new)
-            if hasattr(new, "normalizers"):
+            if is_learned_norm(new):
                 if is_learned_norm(module) and getattr(module, "normalizers", None) == new.normalizers:
                     _copy_logits(module, new)
                 else:
@@ -174,7 +176,7 @@ def convert_norm_layers(
 
 def _copy_logits(source: nn.Module, target: nn.Module) -> None:
     with torch.no_grad():
-        for name in ("mean_weight", "var_weight"):
+        for name in MIXTURE_LOGIT_NAMES:
             src, dst = getattr(source, name, None), getattr(target, name, None)
             if isinstance(src, torch.Tensor) and isinstance(dst, torch.Tensor) and src.shape == dst.shape:
                 dst.copy_(src)

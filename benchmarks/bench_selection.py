@@ -1,0 +1,228 @@
+"""Benchmark: time of the selection metrics alone (features and F-label embeddings preloaded).
+
+Compares, on the same synthetic F-labels (C classes, each class embedded by K encoders of width L):
+
+* ``emms_class``: pickwise EMMS from class-level embeddings (never builds N x L x K);
+* ``emms_sample``: pickwise EMMS from the per-sample tensor (N, L, K);
+* ``logme_vec``: pickwise LogME on the per-sample F-labels (L*K regression columns, vectorized);
+* ``logme_released``: a faithful port of thuml/LogME's fixed-point code (one SVD of F^T F, then a Python loop over
+  the L*K label columns with at most 11 fixed-point iterations each), written below;
+* ``floor``: the two matrix products X^T X and X^T Y (per-sample Y) in float64.
+
+Median of repeats after one warm-up (fewer repeats and no warm-up for the released port at the largest shapes);
+``time.perf_counter``; peak memory of one extra call under ``tracemalloc`` (numpy and torch CPU allocations through
+numpy buffers are tracked; torch-internal workspaces are not). The machine is shared and noisy: compare ratios
+measured in the same run. Threads are pinned (default 1) before numpy/torch are imported.
+
+Usage: ``python benchmarks/bench_selection.py [--quick] [--threads T]``. Writes ``benchmarks/results/selection.json``
+and ``benchmarks/results/selection.md``.
+"""
+# ruff: noqa: B023, N806  (lambdas are called inside the loop; the LogME port keeps upstream names)
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def _pin_threads(n: int) -> None:
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(n)
+
+
+def released_logme(f, y):
+    """thuml/LogME LogME(regression=True).fit(f, y) with the default fixed-point solver (numba removed)."""
+    import numpy as np
+
+    f = f.astype(np.float64)
+    y = y.astype(np.float64)
+    N, D = f.shape
+    if N > D:
+        _u, s, vh = np.linalg.svd(f.transpose() @ f)
+        s = np.sqrt(s)
+        u_times_sigma = f @ vh.transpose()
+        k = np.sum((s > 1e-10) * 1)
+        s = s.reshape(-1, 1)[:k]
+        vh = vh[:k]
+        u = u_times_sigma[:, :k] / s.reshape(1, -1)
+    else:
+        u, s, vh = np.linalg.svd(f, full_matrices=False)
+    s = s.reshape(-1, 1)
+    sigma = s**2
+    evidences = []
+    for i in range(y.shape[1]):
+        y_ = y[:, i].reshape(-1, 1)
+        x = u.T @ y_
+        x2 = x**2
+        res_x2 = (y_**2).sum() - x2.sum()
+        alpha, beta = 1.0, 1.0
+        for _ in range(11):
+            t = alpha / beta
+            gamma = (sigma / (sigma + t)).sum()
+            m2 = (sigma * x2 / ((t + sigma) ** 2)).sum()
+            res2 = (x2 / ((1 + sigma / t) ** 2)).sum() + res_x2
+            alpha = gamma / (m2 + 1e-5)
+            beta = (N - gamma) / (res2 + 1e-5)
+            t_ = alpha / beta
+            evidence = (
+                D / 2.0 * np.log(alpha)
+                + N / 2.0 * np.log(beta)
+                - 0.5 * np.sum(np.log(alpha + beta * sigma))
+                - beta / 2.0 * res2
+                - alpha / 2.0 * m2
+                - N / 2.0 * np.log(2 * np.pi)
+            ) / N
+            if abs(t_ - t) / t <= 1e-3:
+                break
+        evidence = (
+            D / 2.0 * np.log(alpha)
+            + N / 2.0 * np.log(beta)
+            - 0.5 * np.sum(np.log(alpha + beta * sigma))
+            - beta / 2.0 * res2
+            - alpha / 2.0 * m2
+            - N / 2.0 * np.log(2 * np.pi)
+        ) / N
+        m = 1.0 / (t + sigma) * s * x
+        m = (vh.T @ m).reshape(-1)
+        evidences.append(evidence)
+    return float(np.mean(evidences))
+
+
+def _time(fn, repeats: int, warmup: bool) -> tuple[float, list[float]]:
+    import statistics
+
+    if warmup:
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), times
+
+
+def _peak_mib(fn) -> float:
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    fn()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak / 2**20
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--quick", action="store_true", help="only N=2000 (for a smoke run)")
+    parser.add_argument("--classes", type=int, default=100)
+    args = parser.parse_args()
+    _pin_threads(args.threads)
+
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from pickwise.selection import emms, logme
+
+    width = 384
+    rows = []
+    shapes = [(n, d) for n in ((2000,) if args.quick else (2000, 10000)) for d in (512, 2048)]
+    rng = np.random.default_rng(0)
+    for n, d in shapes:
+        big = n * d >= 10000 * 2048
+        for k in (1, 3):
+            y = np.arange(n) % args.classes
+            class_emb = rng.normal(size=(args.classes, width, k))
+            feats64 = class_emb[:, :, 0][y] @ rng.normal(size=(width, d)) / 20 + rng.normal(size=(n, d))
+            per_sample = class_emb[y]  # (N, L, K), built once outside the timings
+            flat = per_sample.reshape(n, width * k)
+            port_reps = 1 if (n >= 10000) else 2
+            port_time, _ = _time(lambda: released_logme(feats64, flat), port_reps, warmup=False)
+            port_value = released_logme(feats64, flat) if not big else None
+            for dtype in ("float32", "float64"):
+                feats = feats64.astype(dtype)
+                ps = per_sample.astype(dtype)
+                reps = 2 if big else 3
+                t_class, _ = _time(lambda: emms(feats, class_emb, labels=y), reps, warmup=True)
+                t_sample, _ = _time(lambda: emms(feats, ps), reps, warmup=not big)
+                t_logme, _ = _time(
+                    lambda: logme(feats, ps.reshape(n, width * k), regression=True), reps, warmup=not big
+                )
+                x64 = feats.astype(np.float64)
+                y64 = flat.astype(np.float64)
+                t_floor, _ = _time(lambda: (x64.T @ x64, x64.T @ y64), reps, warmup=False)
+                row = {
+                    "n": n,
+                    "d": d,
+                    "l": width,
+                    "k": k,
+                    "dtype": dtype,
+                    "classes": args.classes,
+                    "emms_class_s": t_class,
+                    "emms_sample_s": t_sample,
+                    "logme_vec_s": t_logme,
+                    "logme_released_s": port_time,
+                    "floor_s": t_floor,
+                    "speedup_emms_class": port_time / t_class,
+                    "speedup_emms_sample": port_time / t_sample,
+                    "speedup_logme_vec": port_time / t_logme,
+                    "peak_mib_emms_class": _peak_mib(lambda: emms(feats, class_emb, labels=y)),
+                    "peak_mib_emms_sample": _peak_mib(lambda: emms(feats, ps)),
+                    "peak_mib_logme_vec": _peak_mib(lambda: logme(feats, ps.reshape(n, width * k), regression=True)),
+                }
+                if port_value is not None and dtype == "float64":
+                    row["logme_abs_diff_vs_released"] = abs(
+                        logme(feats, ps.reshape(n, width * k), regression=True) - port_value
+                    )
+                rows.append(row)
+                print(
+                    json.dumps({key: (round(v, 4) if isinstance(v, float) else v) for key, v in row.items()}),
+                    flush=True,
+                )
+
+    meta = {
+        "python": sys.version.split()[0],
+        "numpy": np.__version__,
+        "torch": torch.__version__,
+        "platform": platform.platform(),
+        "processor": platform.processor(),
+        "cpu_count": os.cpu_count(),
+        "threads": args.threads,
+        "note": "shared, noisy machine; compare ratios within one run",
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "selection.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
+    lines = [
+        "## Model selection: metric time (features preloaded)",
+        "",
+        f"{meta['platform']}, {args.threads} thread(s), numpy {meta['numpy']}, torch {meta['torch']}; shared machine, "
+        "timings are noisy (median of 1-3 repeats). L = 384, C = "
+        f"{args.classes} classes. `released` = faithful port of thuml/LogME (SVD + Python loop over L*K columns); "
+        "speed-ups are released / ours. Floor = X^T X + X^T Y in float64. Peak = tracemalloc peak of one call.",
+        "",
+        "| N | D | K | dtype | EMMS class (s) | EMMS sample (s) | LogME vec (s) | LogME released (s) | floor (s) "
+        "| x EMMS class | x EMMS sample | x LogME vec | peak MiB EMMS class / sample / LogME |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['n']} | {r['d']} | {r['k']} | {r['dtype']} | {r['emms_class_s']:.3f} | {r['emms_sample_s']:.3f} "
+            f"| {r['logme_vec_s']:.3f} | {r['logme_released_s']:.2f} | {r['floor_s']:.3f} "
+            f"| {r['speedup_emms_class']:.1f} | {r['speedup_emms_sample']:.1f} | {r['speedup_logme_vec']:.1f} "
+            f"| {r['peak_mib_emms_class']:.0f} / {r['peak_mib_emms_sample']:.0f} / {r['peak_mib_logme_vec']:.0f} |"
+        )
+    (RESULTS / "selection.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,256 @@
+# ruff: noqa: N803
+import numpy as np
+import pytest
+import scipy.optimize
+import torch
+
+from pickwise.exceptions import InvalidParameterError, NotFittedError, ShapeError
+from pickwise.selection import EMMS, SelectionWarning, emms
+from pickwise.selection._common import simplex_qp
+
+
+def _zscore(a):
+    a = a - a.mean(axis=0)
+    sd = a.std(axis=0)
+    return np.where(sd > 0, a / np.where(sd > 0, sd, 1), 0.0)
+
+
+def brute_force_emms(x, ys):
+    """Independent solver: minimise ||X W - sum t_k Y_k||^2 over the simplex with SLSQP, W by lstsq."""
+    xs = _zscore(x)
+    ys = [_zscore(y) for y in ys]
+    n, width = ys[0].shape
+
+    def f(t):
+        target = sum(tk * yk for tk, yk in zip(t, ys))
+        w = np.linalg.lstsq(xs, target, rcond=None)[0]
+        return float(np.sum((xs @ w - target) ** 2))
+
+    k = len(ys)
+    best = np.inf
+    starts = [np.full(k, 1 / k)] + [np.eye(k)[i] for i in range(k)]
+    for t0 in starts:
+        res = scipy.optimize.minimize(
+            f,
+            t0,
+            method="SLSQP",
+            bounds=[(0, 1)] * k,
+            constraints=[{"type": "eq", "fun": lambda t: t.sum() - 1}],
+            options={"ftol": 1e-14, "maxiter": 500},
+        )
+        best = min(best, f(np.clip(res.x, 0, None) / np.clip(res.x, 0, None).sum()))
+    return -best / (n * width)
+
+
+def released_emms(Z, Y):
+    """Port of OpenGVLab/Multitask-Model-Selector metrics.py::EMMS (with its in-place standardization)."""
+
+    def sparsemax(z):
+        z_sorted = np.sort(z, axis=1)[:, ::-1]
+        z_cumsum = np.cumsum(z_sorted, axis=1)
+        k = np.arange(1, z.shape[1] + 1)
+        z_check = 1 + k * z_sorted > z_cumsum
+        k_z = z.shape[1] - np.argmax(z_check[:, ::-1], axis=1)
+        tau_sum = z_cumsum[np.arange(0, z.shape[0]), k_z - 1]
+        tau_z = ((tau_sum - 1) / k_z).reshape(-1, 1)
+        return np.maximum(0, z - tau_z)
+
+    x = Z.copy()
+    y = Y.copy()
+    N, D2, K = y.shape
+    for i in range(K):
+        y_mean = np.mean(y[:, :, i], axis=0)
+        y_std = np.std(y[:, :, i], axis=0)
+        y[:, :, i] = (y[:, :, i] - y_mean) / (y_std + 1e-8)
+    x = (x - np.mean(x, axis=0)) / (np.std(x, axis=0) + 1e-8)
+    lam = np.array([1 / K] * K)
+    b = np.dot(y, lam)
+    for _ in range(1):
+        w = np.linalg.lstsq(x, b, rcond=None)[0]
+        w1 = w
+        a = y.reshape(N * D2, K)
+        b = np.dot(x, w).reshape(N * D2)
+        lam = np.linalg.lstsq(a, b, rcond=None)[0]
+        lam = sparsemax(lam.reshape(1, K)).reshape(K, 1)
+        T = np.dot(y, lam).reshape(N, D2)
+    y_pred = np.dot(x, w1)
+    return -(np.sum((y_pred - T) ** 2) / N * D2), lam.reshape(-1)
+
+
+def make_task(seed=0, n=240, d=10, width=8, k=3, c=6, noise=(0.5, 1.0, 2.0)):
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % c
+    base = rng.normal(size=(c, width))
+    class_emb = np.stack([base + noise[i % len(noise)] * rng.normal(size=(c, width)) for i in range(k)], axis=2)
+    x = base[y] @ rng.normal(size=(width, d)) + rng.normal(size=(n, d))
+    return x, y, class_emb
+
+
+class TestEMMS:
+    def test_smoke(self):
+        x, y, e = make_task()
+        est = EMMS().fit(x, e, labels=y)
+        assert isinstance(emms(x, e, labels=y), float)
+        assert -1 <= est.score_ <= 0
+        assert est.weights_.shape == (3,) and est.weights_.sum() == pytest.approx(1) and (est.weights_ >= 0).all()
+        assert est.residual_gram_.shape == (3, 3)
+        assert repr(EMMS()) == "EMMS(mode='exact')"
+        assert EMMS().set_params(mode="official").get_params() == {"mode": "official"}
+
+    @pytest.mark.parametrize("seed", range(4))
+    @pytest.mark.parametrize("k", [1, 2, 3])
+    def test_exact_vs_brute_force_qp(self, seed, k):
+        rng = np.random.default_rng(seed)
+        n, d, width = 80, 6, 5
+        x = rng.normal(size=(n, d))
+        ys = [x @ rng.normal(size=(d, width)) * (j + 1) + (0.5 + j) * rng.normal(size=(n, width)) for j in range(k)]
+        ys = [y + rng.normal(size=(n, width)) for y in ys] if seed % 2 else ys
+        ref = brute_force_emms(x, ys)
+        got = emms(x, ys)
+        assert got == pytest.approx(ref, rel=1e-6, abs=1e-9)
+        assert got >= ref - 1e-9  # exact is never worse than a local solver
+
+    def test_interior_optimum(self):
+        # two equally noisy independent oracles: the optimum mixes them (t ~ 1/2 each)
+        rng = np.random.default_rng(3)
+        x = rng.normal(size=(300, 5))
+        clean = x @ rng.normal(size=(5, 4))
+        ys = [clean + rng.normal(size=(300, 4)), clean + rng.normal(size=(300, 4))]
+        est = EMMS().fit(x, ys)
+        assert (est.weights_ > 0.2).all()
+        assert est.score_ == pytest.approx(brute_force_emms(x, ys), rel=1e-7)
+
+    @pytest.mark.parametrize("seed", range(3))
+    def test_official_matches_released_port(self, seed):
+        x, y, e = make_task(seed, n=120, d=7, width=6)
+        per_sample = e[y]
+        ref, lam = released_emms(x, per_sample)
+        est = EMMS(mode="official").fit(x, per_sample)
+        assert est.score_ == pytest.approx(ref, rel=1e-10)
+        np.testing.assert_allclose(est.weights_, lam, atol=1e-10)
+        assert emms(x, e, labels=y, mode="official") == pytest.approx(ref, rel=1e-10)
+
+    def test_exact_beats_official_objective(self):
+        x, y, e = make_task(5, n=200, d=8, width=6)
+        n, width = 200, 6
+        exact = -emms(x, e, labels=y) * n * width
+        official = -emms(x, e, labels=y, mode="official") * n / width  # undo -res/N*L
+        assert exact <= official * (1 + 1e-6)
+
+    def test_single_oracle_is_mean_r2(self):
+        x, y, e = make_task(1, k=1)
+        yt = _zscore(e[:, :, 0][y])
+        xs = _zscore(x)
+        res = yt - xs @ np.linalg.lstsq(xs, yt, rcond=None)[0]
+        r2 = 1 - (res**2).sum(0) / (yt**2).sum(0)
+        assert emms(x, e[:, :, 0], labels=y) == pytest.approx(-(1 - r2).mean(), rel=1e-9)
+
+    def test_class_level_equals_per_sample(self):
+        x, y, e = make_task(2)
+        a = emms(x, e, labels=y)
+        b = emms(x, e[y])
+        c = emms(x, [e[:, :, i][y] for i in range(3)])
+        assert a == pytest.approx(b, rel=1e-10) and b == pytest.approx(c, rel=1e-10)
+        names = np.array([f"c{i}" for i in range(6)])
+        mapping = {f"c{i}": e[i] for i in range(6)}
+        mapping["unused"] = np.zeros((8, 3))
+        assert emms(x, mapping, labels=names[y]) == pytest.approx(a, rel=1e-10)
+
+    def test_n_smaller_than_d_uses_dual(self):
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(20, 40))
+        ys = [rng.normal(size=(20, 3)), rng.normal(size=(20, 3))]
+        with pytest.warns(SelectionWarning, match="n_features=40"):
+            got = emms(x, ys)
+        assert got == pytest.approx(0.0, abs=1e-8)  # rank N-1 after centring: perfect in-sample fit
+
+    def test_invariances(self):
+        x, y, e = make_task(4)
+        ref = EMMS().fit(x, e, labels=y)
+        rng = np.random.default_rng(0)
+        perm = rng.permutation(len(y))
+        assert emms(x[perm], e, labels=y[perm]) == pytest.approx(ref.score_, rel=1e-10)
+        scaled = x * rng.uniform(0.1, 10, size=x.shape[1]) + 5.0
+        assert emms(scaled, e, labels=y) == pytest.approx(ref.score_, rel=1e-9)
+        assert emms(x[:, ::-1], e, labels=y) == pytest.approx(ref.score_, rel=1e-10)
+        relabel = np.array([5, 3, 1, 0, 2, 4])  # class c -> new name relabel[c]
+        mapping = {int(relabel[c]): e[c] for c in range(6)}
+        assert emms(x, mapping, labels=relabel[y]) == pytest.approx(ref.score_, rel=1e-10)
+        swapped = EMMS().fit(x, e[:, :, ::-1], labels=y)
+        np.testing.assert_allclose(swapped.weights_, ref.weights_[::-1], atol=1e-9)
+
+    def test_monotone_in_quality(self):
+        rng = np.random.default_rng(0)
+        n, c = 400, 5
+        y = np.arange(n) % c
+        e = rng.normal(size=(c, 16, 2))
+        signal = e[:, :, 0][y] @ rng.normal(size=(16, 12))
+        noise = rng.normal(size=(n, 12))
+        scores = [emms(q * signal + noise, e, labels=y) for q in (0.05, 0.2, 0.5, 1.0, 3.0)]
+        assert np.all(np.diff(scores) > 0)
+
+    def test_constant_columns(self):
+        x, y, e = make_task(0)
+        x2 = np.hstack([x, np.ones((x.shape[0], 1))])
+        e2 = np.concatenate([e, np.ones((6, 1, 3))], axis=1)
+        assert np.isfinite(emms(x2, e2, labels=y))
+        assert emms(x2, e, labels=y) == pytest.approx(emms(x, e, labels=y), rel=1e-10)
+
+    def test_torch_input_and_no_mutation(self):
+        x, y, e = make_task(0)
+        xc, ec = x.copy(), e.copy()
+        ref = emms(x, e, labels=y)
+        assert x.tolist() == xc.tolist() and e.tolist() == ec.tolist()
+        got = emms(torch.from_numpy(x).float(), torch.from_numpy(e), labels=torch.from_numpy(y))
+        assert got == pytest.approx(ref, rel=1e-5)
+        emms(x, e, labels=y, mode="official")
+        np.testing.assert_array_equal(e, ec)
+
+    def test_exception(self):
+        x, y, e = make_task(0)
+        bad = x.copy()
+        bad[0, 0] = np.nan
+        with pytest.raises(InvalidParameterError, match="features contains NaN"):
+            emms(bad, e, labels=y)
+        bad_e = e.copy()
+        bad_e[0, 0, 0] = np.inf
+        with pytest.raises(InvalidParameterError, match="label_embeddings"):
+            emms(x, bad_e, labels=y)
+        with pytest.raises(ShapeError, match="inconsistent numbers of samples"):
+            emms(x, e, labels=y[:-1])
+        with pytest.raises(ShapeError, match="inconsistent numbers of samples"):
+            emms(x, e[y][:-1])
+        with pytest.raises(ShapeError, match="same width"):
+            emms(x, [e[:, :, 0][y], e[:, :4, 1][y]])
+        with pytest.raises(ShapeError, match="one row per class"):
+            emms(x, e[:5], labels=y)
+        with pytest.raises(InvalidParameterError, match="at least 2 classes"):
+            emms(x, e[:1], labels=np.zeros(len(y)))
+        with pytest.raises(InvalidParameterError, match="mode must be one of"):
+            emms(x, e, labels=y, mode="fast")
+        with pytest.raises(ShapeError, match="2-D"):
+            emms(x[:, 0], e, labels=y)
+        with pytest.raises(ShapeError, match="empty"):
+            emms(np.zeros((0, 3)), np.zeros((0, 2)))
+        with pytest.raises(InvalidParameterError, match="no entry for class"):
+            emms(x, {0: e[0]}, labels=y)
+        with pytest.raises(NotFittedError, match="not fitted"):
+            EMMS()._check_fitted()
+
+
+@pytest.mark.parametrize("k", [2, 4, 12])
+def test_simplex_qp_vs_slsqp(k):
+    rng = np.random.default_rng(k)
+    a = rng.normal(size=(k + 3, k))
+    m = a.T @ a
+    t = simplex_qp(m)
+    assert t.sum() == pytest.approx(1) and (t >= 0).all()
+    res = scipy.optimize.minimize(
+        lambda v: v @ m @ v,
+        np.full(k, 1 / k),
+        method="SLSQP",
+        bounds=[(0, 1)] * k,
+        constraints=[{"type": "eq", "fun": lambda v: v.sum() - 1}],
+        options={"ftol": 1e-15},
+    )
+    assert t @ m @ t <= res.fun + 1e-8
