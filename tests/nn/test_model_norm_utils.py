@@ -12,7 +12,6 @@ from pickwise.nn.norm.recalibrate import recalibrate_norm_stats
 from pickwise.nn.norm.report import norm_ratio_report, summarize_ratios
 
 
-
 def _randomize_bn(model: nn.Module, seed: int = 0) -> nn.Module:
     """Non-trivial γ, β and running statistics so that equivalence tests can fail."""
     g = torch.Generator().manual_seed(seed)

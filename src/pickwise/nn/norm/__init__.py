@@ -5,6 +5,7 @@ Every layer takes ``num_features`` first so it can replace :class:`torch.nn.Batc
 :func:`register_norm_layer`.
 """
 
+from .exemplar import ExemplarNorm2d
 from .factory import (
     NormLayerLike,
     NormLayerType,
@@ -13,17 +14,54 @@ from .factory import (
     list_norm_layers,
     register_norm_layer,
 )
+from .population import PopulationNorm2d, gamma_decay_param_groups, gamma_decay_penalty
+from .sparse import (
+    SparsestmaxRadiusScheduler,
+    SparseSwitchNorm2d,
+    clip_switch_grad_norm_,
+    ssn_param_groups,
+    switch_parameters,
+)
+from .switchable import SwitchNorm1d, SwitchNorm2d, SwitchNorm3d
+from .sync import (
+    SyncExemplarNorm2d,
+    SyncPopulationNorm2d,
+    SyncSparseSwitchNorm2d,
+    SyncSwitchNorm1d,
+    SyncSwitchNorm2d,
+    SyncSwitchNorm3d,
+    convert_sync_norm,
+)
 from .variants import GroupNorm, InstanceNorm2d, LayerNorm2d, effective_num_groups
 
 __all__ = [
+    "ExemplarNorm2d",
     "GroupNorm",
     "InstanceNorm2d",
     "LayerNorm2d",
     "NormLayerLike",
     "NormLayerType",
+    "PopulationNorm2d",
+    "SparseSwitchNorm2d",
+    "SparsestmaxRadiusScheduler",
+    "SwitchNorm1d",
+    "SwitchNorm2d",
+    "SwitchNorm3d",
+    "SyncExemplarNorm2d",
+    "SyncPopulationNorm2d",
+    "SyncSparseSwitchNorm2d",
+    "SyncSwitchNorm1d",
+    "SyncSwitchNorm2d",
+    "SyncSwitchNorm3d",
+    "clip_switch_grad_norm_",
+    "convert_sync_norm",
     "create_norm_layer",
     "effective_num_groups",
+    "gamma_decay_param_groups",
+    "gamma_decay_penalty",
     "get_norm_layer",
     "list_norm_layers",
     "register_norm_layer",
+    "ssn_param_groups",
+    "switch_parameters",
 ]

@@ -1,0 +1,201 @@
+"""Forward+backward time of SN/SSN/EN/PN vs BatchNorm2d, GroupNorm(32) and an official-style SN port (fp32, CPU).
+
+Writes ``results/norms.json`` and ``results/norms.md``. Usage::
+
+    python benchmarks/bench_norms.py [--threads 1] [--repeats 21] [--quick]
+
+Each measurement is one ``y = layer(x); y.backward(g)`` in training mode (plus a forward-only pass under
+``torch.no_grad``); layers are timed round-robin so that machine noise hits all of them alike, and the median of
+``--repeats`` runs is reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from pickwise.nn import ExemplarNorm2d, PopulationNorm2d, SparseSwitchNorm2d, SwitchNorm2d
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+SHAPES = [(8, 64, 56, 56), (32, 256, 14, 14), (2, 64, 112, 112)]
+
+
+class OfficialStyleSwitchNorm2d(nn.Module):
+    """A faithful port of the official ``SwitchNorm2d.forward`` (normalization.md §2.2), for timing only.
+
+    Many separate ops, unbiased IN variances, E[x²]−E[x]² pooling, (1, C, 1, 1) parameters, SN momentum convention.
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.9) -> None:
+        super().__init__()
+        self.eps = eps
+        self.momentum = momentum
+        self.weight = nn.Parameter(torch.ones(1, num_features, 1, 1))
+        self.bias = nn.Parameter(torch.zeros(1, num_features, 1, 1))
+        self.mean_weight = nn.Parameter(torch.ones(3))
+        self.var_weight = nn.Parameter(torch.ones(3))
+        self.register_buffer("running_mean", torch.zeros(1, num_features, 1))
+        self.register_buffer("running_var", torch.zeros(1, num_features, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.size()
+        x = x.view(n, c, -1)
+        mean_in = x.mean(-1, keepdim=True)
+        var_in = x.var(-1, keepdim=True)
+        mean_ln = mean_in.mean(1, keepdim=True)
+        temp = var_in + mean_in**2
+        var_ln = temp.mean(1, keepdim=True) - mean_ln**2
+        if self.training:
+            mean_bn = mean_in.mean(0, keepdim=True)
+            var_bn = temp.mean(0, keepdim=True) - mean_bn**2
+            self.running_mean.mul_(self.momentum)
+            self.running_mean.add_((1 - self.momentum) * mean_bn.data)
+            self.running_var.mul_(self.momentum)
+            self.running_var.add_((1 - self.momentum) * var_bn.data)
+        else:
+            mean_bn = self.running_mean
+            var_bn = self.running_var
+        softmax = nn.Softmax(0)
+        mean_weight = softmax(self.mean_weight)
+        var_weight = softmax(self.var_weight)
+        mean = mean_weight[0] * mean_in + mean_weight[1] * mean_ln + mean_weight[2] * mean_bn
+        var = var_weight[0] * var_in + var_weight[1] * var_ln + var_weight[2] * var_bn
+        x = (x - mean) / (var + self.eps).sqrt()
+        x = x.view(n, c, h, w)
+        return x * self.weight + self.bias
+
+
+LAYERS: dict[str, Callable[[int], nn.Module]] = {
+    "BatchNorm2d": lambda c: nn.BatchNorm2d(c),
+    "GroupNorm(32)": lambda c: nn.GroupNorm(32, c),
+    "SN (official-style port)": lambda c: OfficialStyleSwitchNorm2d(c),
+    "SwitchNorm2d": lambda c: SwitchNorm2d(c),
+    "SparseSwitchNorm2d": lambda c: SparseSwitchNorm2d(c, radius=0.3),
+    "ExemplarNorm2d": lambda c: ExemplarNorm2d(c),
+    "PopulationNorm2d": lambda c: PopulationNorm2d(c),
+}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _time_all(
+    shape: tuple[int, ...], repeats: int, warmup: int, device: torch.device, dtype: torch.dtype
+) -> dict[str, dict[str, float]]:
+    torch.manual_seed(0)
+    x = torch.randn(*shape, device=device, dtype=dtype, requires_grad=True)
+    g = torch.randn(*shape, device=device, dtype=dtype)
+    # parameters stay fp32 (autocast-style mixed precision); inputs/outputs in ``dtype``
+    layers = {name: make(shape[1]).to(device).train() for name, make in LAYERS.items()}
+    fb: dict[str, list[float]] = {n: [] for n in layers}
+    fw: dict[str, list[float]] = {n: [] for n in layers}
+    for i in range(warmup + repeats):
+        for name, layer in layers.items():
+            x.grad = None
+            _sync(device)
+            t0 = time.perf_counter()
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+                layer(x).backward(g)
+            _sync(device)
+            t1 = time.perf_counter()
+            with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+                layer(x)
+            _sync(device)
+            t2 = time.perf_counter()
+            if i >= warmup:
+                fb[name].append((t1 - t0) * 1e3)
+                fw[name].append((t2 - t1) * 1e3)
+    return {n: {"fwd_bwd_ms": statistics.median(fb[n]), "fwd_ms": statistics.median(fw[n])} for n in layers}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=21)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="first shape only, 5 repeats")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--tag", default="", help="suffix of the output files (e.g. _cuda_bf16)")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    dtype = getattr(torch, args.dtype)
+    torch.set_num_threads(args.threads)
+    shapes = SHAPES[:1] if args.quick else SHAPES
+    repeats = 5 if args.quick else args.repeats
+    machine = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch": torch.__version__,
+        "threads": args.threads,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "dtype": args.dtype,
+        "load_average_at_start": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+    }
+    results = []
+    for shape in shapes:
+        times = _time_all(shape, repeats, args.warmup, device, dtype)
+        bn = times["BatchNorm2d"]["fwd_bwd_ms"]
+        sn = times["SwitchNorm2d"]["fwd_bwd_ms"]
+        for name, t in times.items():
+            results.append(
+                {
+                    "shape": list(shape),
+                    "layer": name,
+                    **{k: round(v, 3) for k, v in t.items()},
+                    "x_bn": round(t["fwd_bwd_ms"] / bn, 3),
+                    "x_sn": round(t["fwd_bwd_ms"] / sn, 3),
+                }
+            )
+        print(f"{shape}: " + ", ".join(f"{n}={t['fwd_bwd_ms']:.2f}ms" for n, t in times.items()), flush=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "benchmark": "norms",
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": machine,
+        "repeats": repeats,
+        "results": results,
+    }
+    (RESULTS / f"norms{args.tag}.json").write_text(json.dumps(payload, indent=2) + "\n")
+    lines = [
+        f"## Normalization layers: forward+backward time ({args.dtype}, {machine['device']})",
+        "",
+        f"`python benchmarks/bench_norms.py` on {machine['platform']} ({machine['cpu_count']} cores, "
+        f"{args.threads} torch thread(s), torch {torch.__version__}), {time.strftime('%Y-%m-%d')}. Median of {repeats} "
+        "round-robin runs of `y = layer(x); y.backward(g)` in training mode; *fwd* is a forward under `no_grad`. "
+        f"Load average at start: {machine['load_average_at_start']}. The machine is shared with other jobs, so "
+        "absolute numbers are noisy; ratios within one shape are more meaningful.",
+        "",
+        "| shape | layer | fwd+bwd (ms) | fwd (ms) | × BatchNorm2d | × SwitchNorm2d |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {tuple(r['shape'])} | {r['layer']} | {r['fwd_bwd_ms']:.2f} | {r['fwd_ms']:.2f} | "
+            f"{r['x_bn']:.2f} | {r['x_sn']:.2f} |"
+        )
+    lines += [
+        "",
+        "Targets (issue 3): SwitchNorm2d ≤ 2× BatchNorm2d; official-style port ≥ 2× SwitchNorm2d; "
+        "ExemplarNorm2d ≤ 1.5× SwitchNorm2d.",
+    ]
+    (RESULTS / f"norms{args.tag}.md").write_text("\n".join(lines) + "\n")
+    print(f"wrote {RESULTS / f'norms{args.tag}.json'} and {RESULTS / f'norms{args.tag}.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,270 @@
+r"""Sparse Switchable Normalization (SSN): SN whose ratios come from SparsestMax, plus its training recipe.
+
+Paper: ``shao2019ssn``: W. Shao, T. Meng, J. Li, R. Zhang, Y. Li, X. Wang and P. Luo, "SSN: Learning Sparse
+Switchable Normalization via SparsestMax", CVPR 2019, https://arxiv.org/abs/1903.03793
+
+Recipe (official ``Sparse_SwitchNorm`` trainer): the radius grows linearly from 0 to 1 over training
+(:class:`SparsestmaxRadiusScheduler`), so every layer's ratios become one-hot and freeze; the importance logits get
+``lr / 10`` and no weight decay (:func:`ssn_param_groups`), and their gradient norm is clipped to 1
+(:func:`clip_switch_grad_norm_`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ...exceptions import InvalidParameterError
+from ..functional.switchable import sparsestmax
+from .factory import register_norm_layer
+from .switchable import SwitchNorm2d
+
+__all__ = [
+    "SparseSwitchNorm2d",
+    "SparsestmaxRadiusScheduler",
+    "clip_switch_grad_norm_",
+    "ssn_param_groups",
+    "switch_parameters",
+]
+
+_SWITCH_PARAM_NAMES = ("mean_weight", "var_weight", "ratio_weight")
+
+
+class SparseSwitchNorm2d(SwitchNorm2d):
+    r"""Sparse Switchable Normalization for 4-D inputs: SN with ``sparsestmax`` ratios that end one-hot and freeze.
+
+    Paper: W. Shao et al., "SSN: Learning Sparse Switchable Normalization via SparsestMax", CVPR 2019,
+    https://arxiv.org/abs/1903.03793
+
+    .. math::
+        w = \operatorname{sparsestmax}(\lambda^{\mu}; r),\quad w' = \operatorname{sparsestmax}(\lambda^{\sigma}; r)
+
+    Everything else is :class:`~pickwise.nn.SwitchNorm2d`. :func:`~pickwise.nn.functional.sparsestmax` equals
+    sparsemax at ``r = 0`` and is one-hot for ``r >= sqrt((K-1)/K)``. Once the mean (or variance) ratios of a
+    layer are one-hot in training, that selection is frozen: buffers ``mean_fixed``/``var_fixed`` flip to ``True``
+    and ``mean_frozen``/``var_frozen`` keep the one-hot vector, which is used from then on (the logits receive zero
+    gradient). All of it is tensor ops - no ``.item()``, no host sync, compile-friendly.
+
+    Args:
+        num_features: Number of channels ``C``.
+        eps: See :class:`~pickwise.nn.SwitchNorm2d`.
+        momentum: PyTorch convention; the official SSN 0.997 is ``momentum=0.003``. Default: ``0.1``.
+        affine: Learn ``weight``/``bias``. Default: ``True``.
+        track_running_stats: Default: ``True``.
+        normalizers: Default: ``("in", "ln", "bn")``.
+        using_bn: Default: ``True``.
+        radius: Initial radius ``r`` (change it with :meth:`set_radius`). Default: ``0.0``.
+        device: Factory keyword.
+        dtype: Factory keyword.
+
+    Shape:
+        - Input: ``(N, C, H, W)``
+        - Output: same shape, dtype and memory format.
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        *,
+        normalizers: Sequence[str] = ("in", "ln", "bn"),
+        using_bn: bool = True,
+        radius: float = 0.0,
+        device: Any = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__(
+            num_features,
+            eps,
+            momentum,
+            affine,
+            track_running_stats,
+            normalizers=normalizers,
+            using_bn=using_bn,
+            device=device,
+            dtype=dtype,
+        )
+        k = len(self.normalizers)
+        self.register_buffer("radius", torch.tensor(0.0, device=device))
+        self.register_buffer("mean_fixed", torch.tensor(False, device=device))
+        self.register_buffer("var_fixed", torch.tensor(False, device=device))
+        self.register_buffer("mean_frozen", torch.zeros(k, device=device))
+        self.register_buffer("var_frozen", torch.zeros(k, device=device))
+        self.reset_parameters()
+        self.set_radius(radius)
+
+    def reset_parameters(self) -> None:
+        """SN's reset, plus the frozen selections cleared (the radius is kept)."""
+        super().reset_parameters()
+        if "mean_fixed" in self._buffers:
+            self.mean_fixed.fill_(False)
+            self.var_fixed.fill_(False)
+            self.mean_frozen.zero_()
+            self.var_frozen.zero_()
+
+    def set_radius(self, radius: float | Tensor) -> None:
+        """Set the SparsestMax radius ``r >= 0`` in place (a buffer, so compiled graphs are not invalidated)."""
+        if isinstance(radius, Tensor):
+            self.radius.copy_(radius.detach().reshape(()))
+            return
+        if isinstance(radius, bool) or not isinstance(radius, (int, float)) or radius < 0:
+            raise InvalidParameterError(
+                f"{type(self).__name__}.set_radius: radius must be a float >= 0; got {radius!r}"
+            )
+        self.radius.fill_(float(radius))
+
+    def _selection(self, update: bool) -> Tensor:
+        """``(2, K)`` ratios (row 0: means, row 1: variances); mean and variance selections in one batched call."""
+        logits = torch.stack([self.mean_weight, self.var_weight])
+        w = sparsestmax(logits if logits.dtype == torch.float64 else logits.float(), self.radius)
+        fixed = torch.stack([self.mean_fixed, self.var_fixed])
+        frozen = torch.stack([self.mean_frozen, self.var_frozen])
+        if update:
+            with torch.no_grad():
+                one_hot_now = (w.amax(-1) - w.amin(-1)) >= 1.0 - 1e-6
+                one_hot = torch.nn.functional.one_hot(w.argmax(-1), w.shape[-1]).to(frozen.dtype)
+                frozen = torch.where(fixed.unsqueeze(-1), frozen, one_hot)
+                fixed = fixed | one_hot_now
+                self.mean_frozen.copy_(frozen[0])
+                self.var_frozen.copy_(frozen[1])
+                self.mean_fixed.copy_(fixed[0])
+                self.var_fixed.copy_(fixed[1])
+        return torch.where(fixed.unsqueeze(-1), frozen.to(w.dtype), w)
+
+    def mixing_ratios(self) -> tuple[Tensor, Tensor]:
+        """Differentiable sparsestmax ratios, replaced by the frozen one-hot selection once fixed."""
+        w = self._selection(update=self.training)
+        return w[0], w[1]
+
+    @torch.no_grad()
+    def ratios(self) -> dict[str, Tensor]:
+        """Current (sparsestmax or frozen) ratios ``{"mean": (K,), "var": (K,)}``, without updating any buffer."""
+        w = self._selection(update=False)
+        return {"mean": w[0].clone(), "var": w[1].clone()}
+
+
+class SparsestmaxRadiusScheduler:
+    """Linear SparsestMax radius ramp of the official SSN trainer, pushed into every SSN layer of a model.
+
+    ``r(t) = start_radius + (max_radius - start_radius) * min(t / total_steps, 1)``; the official schedule is
+    ``r = (epoch * iters_per_epoch + i) / (epochs * iters_per_epoch)`` (``start_radius=0``, ``max_radius=1``),
+    so with K=3 every layer is one-hot after ~82% of training (``sqrt(2/3)``). Call :meth:`step` once per iteration.
+
+    Args:
+        model: Module whose :class:`SparseSwitchNorm2d` layers (at any depth) are driven.
+        total_steps: Number of iterations of the ramp (``epochs * iters_per_epoch``).
+        max_radius: Final radius. Default: ``1.0``.
+        start_radius: Radius at step 0. Default: ``0.0``.
+    """
+
+    def __init__(self, model: nn.Module, total_steps: int, max_radius: float = 1.0, start_radius: float = 0.0) -> None:
+        if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
+            raise InvalidParameterError(
+                f"SparsestmaxRadiusScheduler: total_steps must be a positive int; got {total_steps!r}"
+            )
+        if not 0 <= start_radius <= max_radius:
+            raise InvalidParameterError(
+                "SparsestmaxRadiusScheduler: need 0 <= start_radius <= max_radius; "
+                f"got start_radius={start_radius!r}, max_radius={max_radius!r}"
+            )
+        self.layers = [m for m in model.modules() if isinstance(m, SparseSwitchNorm2d)]
+        self.total_steps = total_steps
+        self.max_radius = float(max_radius)
+        self.start_radius = float(start_radius)
+        self.last_step = 0
+        self._apply()
+
+    def radius(self, step: int | None = None) -> float:
+        """Radius at ``step`` (default: the current step)."""
+        t = self.last_step if step is None else step
+        return self.start_radius + (self.max_radius - self.start_radius) * min(max(t, 0) / self.total_steps, 1.0)
+
+    def _apply(self) -> None:
+        r = self.radius()
+        for layer in self.layers:
+            layer.set_radius(r)
+
+    def step(self) -> float:
+        """Advance one iteration and set the new radius on every layer; returns it."""
+        self.last_step += 1
+        self._apply()
+        return self.radius()
+
+    def state_dict(self) -> dict[str, Any]:
+        """Resumable state."""
+        return {
+            "last_step": self.last_step,
+            "total_steps": self.total_steps,
+            "max_radius": self.max_radius,
+            "start_radius": self.start_radius,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict` and re-apply the radius."""
+        self.last_step = int(state["last_step"])
+        self.total_steps = int(state["total_steps"])
+        self.max_radius = float(state["max_radius"])
+        self.start_radius = float(state["start_radius"])
+        self._apply()
+
+
+def _is_switch_param(module: nn.Module, name: str) -> bool:
+    return name in _SWITCH_PARAM_NAMES and hasattr(module, "normalizers")
+
+
+def switch_parameters(model: nn.Module) -> Iterator[nn.Parameter]:
+    """Importance logits (``mean_weight``, ``var_weight``, EN's ``ratio_weight``) of every learned-norm layer."""
+    for module in model.modules():
+        for name, param in module.named_parameters(recurse=False):
+            if _is_switch_param(module, name):
+                yield param
+
+
+def ssn_param_groups(
+    model: nn.Module,
+    lr: float,
+    switch_lr_mult: float = 0.1,
+    weight_decay: float = 1e-4,
+    *,
+    switch_weight_decay: float = 0.0,
+) -> list[dict[str, Any]]:
+    """Optimizer parameter groups of the SSN recipe: logits at ``lr * switch_lr_mult`` with no weight decay.
+
+    Works for SN/SSN/EN (any layer with a ``normalizers`` attribute). Pass the result to e.g.
+    ``torch.optim.SGD(groups, lr=lr, momentum=0.9)``, and call :func:`clip_switch_grad_norm_` after ``backward``.
+
+    Returns:
+        ``[{"params": others, "lr": lr, "weight_decay": weight_decay}, {"params": logits, "lr": lr *
+        switch_lr_mult, "weight_decay": switch_weight_decay, "name": "switch"}]`` (empty groups dropped).
+    """
+    switch_ids = {id(p) for p in switch_parameters(model)}
+    switch = [p for p in model.parameters() if id(p) in switch_ids]
+    others = [p for p in model.parameters() if id(p) not in switch_ids]
+    groups: list[dict[str, Any]] = []
+    if others:
+        groups.append({"params": others, "lr": lr, "weight_decay": weight_decay, "name": "default"})
+    if switch:
+        groups.append(
+            {"params": switch, "lr": lr * switch_lr_mult, "weight_decay": switch_weight_decay, "name": "switch"}
+        )
+    return groups
+
+
+def clip_switch_grad_norm_(model_or_params: nn.Module | Iterable[Tensor], max_norm: float = 1.0) -> Tensor:
+    """Clip the gradient norm of the importance logits (the SSN recipe clips to 1); returns the total norm.
+
+    No host sync: :func:`torch.nn.utils.clip_grad_norm_` scales with tensor ops.
+    """
+    params = (
+        list(switch_parameters(model_or_params)) if isinstance(model_or_params, nn.Module) else list(model_or_params)
+    )
+    return torch.nn.utils.clip_grad_norm_(params, max_norm)
+
+
+register_norm_layer("ssn", SparseSwitchNorm2d, aliases=("sparseswitchnorm", "sparseswitchnorm2d"))
