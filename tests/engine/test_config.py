@@ -93,3 +93,15 @@ def test_diff_configs():
     a = config_to_dict(RunConfig())
     b = config_to_dict(apply_overrides(RunConfig(), ["optim.lr=0.3"]))
     assert diff_configs(a, b) == {"optim.lr": (0.1, 0.3)}
+
+
+def test_norm_kwargs_override_and_partial():
+    import functools
+
+    from pickwise.engine.run import norm_layer_from_config
+
+    cfg = resolve_config(overrides=["model.norm=gn", "model.norm_kwargs.num_groups=4"])
+    assert cfg.model.norm_kwargs == {"num_groups": 4}
+    layer = norm_layer_from_config(cfg.model)
+    assert isinstance(layer, functools.partial) and layer(16).num_groups == 4
+    assert norm_layer_from_config(RunConfig().model) == "bn"

@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from ..engine.config import RunConfig, config_from_dict
+from ..engine.run import norm_layer_from_config
 from ..exceptions import CheckpointError, DataNotFoundError
 
 __all__ = ["find_runs", "load_run"]
@@ -52,7 +53,11 @@ def load_run(run_dir: Path) -> tuple[nn.Module, RunConfig, dict[str, Any]]:
         info = get_dataset_info(cfg.data.name, root=cfg.data.root)
         num_classes, in_chans = info.num_classes, info.in_chans
     model = create_model(
-        cfg.model.name, num_classes=num_classes, in_chans=in_chans, norm_layer=cfg.model.norm, **cfg.model.kwargs
+        cfg.model.name,
+        num_classes=num_classes,
+        in_chans=in_chans,
+        norm_layer=norm_layer_from_config(cfg.model),
+        **cfg.model.kwargs,
     )
     try:
         state = load_file(str(run_dir / "model.safetensors"))

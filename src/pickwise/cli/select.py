@@ -10,10 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from ..exceptions import InvalidParameterError
 from ._format import format_table
 
-__all__ = ["add_parser", "run_select"]
+__all__ = ["add_finetune_arguments", "add_parser", "finetune_options", "run_select", "zoo_root"]
 
 
 def add_parser(subparsers: Any) -> None:
@@ -23,16 +22,36 @@ def add_parser(subparsers: Any) -> None:
         help="rank candidate models for a dataset (EMMS, LogME, ...)",
         description="Score every candidate model's features on a dataset with transferability metrics and print "
         "a ranked table; writes select.json (and select.png with --verify).",
+        epilog="examples:\n  pickwise select --data mnist-5k --subset 1000 --zoo --metrics emms,logme,knn_accuracy\n"
+        "  pickwise select --data textures --models zoo:resnet20-bn-textures,ckpt:runs/my-run --verify finetune",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--data", required=True, help="dataset name (pickwise datasets) or image folder path")
     p.add_argument("--split", default="train", help="split scored by the metrics (default: train)")
     p.add_argument("--subset", type=int, default=None, help="score a class-stratified subset of N samples")
     p.add_argument(
         "--models",
-        required=True,
-        help="comma-separated candidates: registered names, .onnx paths, timm:NAME, torchvision:NAME",
+        default=None,
+        help="comma-separated candidates: registered names, zoo:NAME (built zoo entry), ckpt:RUN_DIR (a finished "
+        "pickwise run), .onnx paths, timm:NAME, torchvision:NAME",
     )
+    p.add_argument(
+        "--zoo",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="ROOT",
+        help="add every built zoo entry as a candidate (ROOT default: $PICKWISE_ZOO_DIR or ~/.cache/pickwise/zoo)",
+    )
+    p.add_argument("--zoo-root", default=None, help="zoo folder for zoo:NAME candidates (default: the --zoo ROOT)")
     p.add_argument("--pretrained", action="store_true", help="load the registered models' pretrained weights")
+    p.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        help="resize target images to this size for every candidate (default: native size; ImageNet-pretrained "
+        "candidates get tiny images upsampled to 64 px)",
+    )
     p.add_argument(
         "--metrics",
         default="emms,logme,knn_accuracy",
@@ -48,17 +67,55 @@ def add_parser(subparsers: Any) -> None:
         "--verify",
         nargs="?",
         const="probe",
-        choices=["probe"],
+        choices=["probe", "finetune"],
         default=None,
-        help="measure real transfer with a linear probe (train split -> test split) and report "
-        "each metric's weighted tau against it",
+        help="measure real transfer (train split -> test split) with a linear probe on the features (probe, the "
+        "default) or by fine-tuning every candidate (finetune), and report each metric's weighted tau against it",
     )
+    p.add_argument("--test-subset", type=int, default=None, help="evaluate --verify on N test samples (default: all)")
+    add_finetune_arguments(p)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", default="cpu")
     p.add_argument("--cache-dir", default=None, help="feature and label-embedding cache directory")
     p.add_argument("--output-dir", default="runs/select", help="where select.json / select.png are written")
+    p.add_argument("--seed", type=int, default=0, help="seed of the subsets and of fine-tuning")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(handler=_handler)
+
+
+def add_finetune_arguments(p: argparse.ArgumentParser) -> None:
+    """Fine-tuning options shared by ``select --verify finetune``, ``transfer`` and ``reproduce selection``."""
+    g = p.add_argument_group("fine-tuning")
+    g.add_argument("--finetune-epochs", type=int, default=1, help="fine-tuning epochs (default: 1)")
+    g.add_argument(
+        "--finetune-subset", type=int, default=1000, help="fine-tune on N target training samples (default: 1000)"
+    )
+    g.add_argument("--finetune-steps", type=int, default=None, help="stop fine-tuning after N optimizer steps")
+    g.add_argument("--finetune-lr", type=float, default=0.02, help="peak SGD learning rate (default: 0.02)")
+    g.add_argument("--finetune-batch-size", type=int, default=32, help="fine-tuning batch size (default: 32)")
+
+
+def finetune_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Keyword arguments for :func:`pickwise.selection.pipeline.finetune_candidate` from parsed ``args``."""
+    subset = args.finetune_subset if args.finetune_subset and args.finetune_subset > 0 else None
+    return {
+        "epochs": args.finetune_epochs,
+        "max_steps": args.finetune_steps,
+        "lr": args.finetune_lr,
+        "batch_size": args.finetune_batch_size,
+        "train_subset": subset,
+        "test_subset": args.test_subset,
+        "seed": args.seed,
+        "device": args.device,
+        "progress": not args.no_progress,
+        "image_size": args.image_size,
+        "pretrained": args.pretrained,
+    }
+
+
+def zoo_root(args: argparse.Namespace) -> str | None:
+    """The zoo folder named by ``--zoo-root`` or ``--zoo ROOT`` (None: the default)."""
+    return args.zoo_root or args.zoo or None
 
 
 def _handler(args: argparse.Namespace) -> int:
@@ -90,53 +147,42 @@ def run_select(args: argparse.Namespace) -> dict[str, Any]:
     """Run ``pickwise select`` for parsed ``args``; returns the JSON-able result (also written to disk)."""
     from ..data import create_dataset
     from ..selection import LabelEmbedder, evaluate_ranking, get_metric
-    from ..selection.features import extract_features
+    from ..selection.features import extract_features, preprocess_spec, resolve_candidate
+    from ..selection.pipeline import candidate_list, finetune_candidate, metric_names, score_candidates
 
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
-    metrics = [get_metric(m.strip()).name for m in args.metrics.split(",") if m.strip()]
-    if not models or not metrics:
-        raise InvalidParameterError("select: --models and --metrics must name at least one entry each.")
-    for name in metrics:
-        if get_metric(name).input not in ("features", "label_embeddings"):
-            raise InvalidParameterError(
-                f"select: metric '{name}' needs source-head outputs, which `pickwise select` does not extract yet; "
-                "use the Python API (pickwise.selection) for it."
-            )
-    dataset = create_dataset(args.data, args.split, subset=args.subset)
+    root = zoo_root(args)
+    models = candidate_list(args.models, zoo=args.zoo is not None, zoo_root=root)
+    metrics = metric_names(args.metrics)
+    dataset = create_dataset(args.data, args.split, subset=args.subset, seed=getattr(args, "seed", 0))
     cache = Path(args.cache_dir) if args.cache_dir else None
-    label_emb = None
-    if "emms" in metrics:
+    class_emb = None
+    if any(get_metric(m).input == "label_embeddings" for m in metrics):
         embedder = LabelEmbedder(
             [e.strip() for e in args.encoder.split(",") if e.strip()],
             template=args.template,
             cache_dir=cache / "labels" if cache else None,
         )
         class_emb = embedder.embed_classes(list(dataset.info.class_names))
-        label_emb = {i: class_emb[i] for i in range(class_emb.shape[0])}
     progress = not args.no_progress
+    candidates = {m: resolve_candidate(m, pretrained=args.pretrained, zoo_root=root) for m in models}
     feats: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    preprocessing: dict[str, dict[str, Any]] = {}
+    feature_seconds: dict[str, float] = {}
     for model in models:
+        t0 = time.perf_counter()
         feats[model] = extract_features(
             model,
             dataset,
-            pretrained=args.pretrained,
             batch_size=args.batch_size,
             device=args.device,
+            image_size=args.image_size,
             cache_dir=cache / "features" if cache else None,
             progress=progress,
+            candidate=candidates[model],
         )
-    scores: dict[str, dict[str, float]] = {m: {} for m in metrics}
-    seconds: dict[str, dict[str, float]] = {m: {} for m in metrics}
-    for metric in metrics:
-        spec = get_metric(metric)
-        for model, (x, y) in feats.items():
-            t0 = time.perf_counter()
-            if spec.input == "label_embeddings":
-                value = spec.func(x, label_emb, labels=y)
-            else:
-                value = spec.func(x, y)
-            seconds[metric][model] = time.perf_counter() - t0
-            scores[metric][model] = float(value)
+        feature_seconds[model] = time.perf_counter() - t0
+        preprocessing[model] = preprocess_spec(candidates[model], dataset, image_size=args.image_size)
+    scores, seconds = score_candidates(feats, metrics, class_embeddings=class_emb)
     first = get_metric(metrics[0])
     order = sorted(models, key=lambda m: scores[metrics[0]][m], reverse=first.higher_is_better)
     headers = ["rank", "model"] + [f"{m}" for m in metrics] + [f"{m} s" for m in metrics]
@@ -152,24 +198,35 @@ def run_select(args: argparse.Namespace) -> dict[str, Any]:
         "encoder": args.encoder,
         "scores": scores,
         "seconds": seconds,
+        "feature_seconds": feature_seconds,
+        "preprocessing": preprocessing,
         "ranking": order,
         "recommended": order[0],
         "table": format_table(headers, rows),
     }
     if args.verify:
-        test = create_dataset(args.data, "test")
-        acc = {}
-        for model in models:
-            test_feats = extract_features(
-                model,
-                test,
-                pretrained=args.pretrained,
-                batch_size=args.batch_size,
-                device=args.device,
-                cache_dir=cache / "features" if cache else None,
-                progress=progress,
-            )
-            acc[model] = _probe_accuracy(feats[model], test_feats)
+        acc: dict[str, float] = {}
+        details: dict[str, Any] = {}
+        if args.verify == "finetune":
+            opts = finetune_options(args)
+            for model in models:
+                out = finetune_candidate(model, args.data, zoo_root=root, **opts)
+                acc[model] = out["acc"]
+                details[model] = {k: v for k, v in out.items() if k != "preprocessing"}
+        else:
+            test = create_dataset(args.data, "test", subset=args.test_subset, seed=getattr(args, "seed", 0))
+            for model in models:
+                test_feats = extract_features(
+                    model,
+                    test,
+                    batch_size=args.batch_size,
+                    device=args.device,
+                    image_size=args.image_size,
+                    cache_dir=cache / "features" if cache else None,
+                    progress=progress,
+                    candidate=candidates[model],
+                )
+                acc[model] = _probe_accuracy(feats[model], test_feats)
         evaluation = {}
         if len(models) >= 2:
             for metric in metrics:
@@ -177,6 +234,8 @@ def run_select(args: argparse.Namespace) -> dict[str, Any]:
                     scores[metric], acc, higher_is_better=get_metric(metric).higher_is_better
                 )
         result["verify"] = {"mode": args.verify, "accuracy": acc, "evaluation": evaluation}
+        if details:
+            result["verify"]["finetune"] = details
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     json_path = out / "select.json"
@@ -207,7 +266,7 @@ def _figure(result: dict[str, Any], path: Path) -> None:
         tau = result["verify"]["evaluation"].get(metric, {}).get("weighted_tau", float("nan"))
         ax.set_title(f"{metric} (tau_w={tau:.2f})")
         ax.set_xlabel("score")
-        ax.set_ylabel("probe accuracy")
+        ax.set_ylabel(f"{result['verify']['mode']} accuracy")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

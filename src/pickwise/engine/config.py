@@ -50,6 +50,8 @@ class ModelConfig:
         norm: Normalization layer name from the norm factory (``bn``, ``gn``, ``ln``, ``in``, ...).
         pretrained: Load the model's shipped weights (sha256-checked).
         kwargs: Extra keyword arguments for the model constructor.
+        norm_kwargs: Extra keyword arguments for every normalization layer (e.g. ``{"num_groups": 8}`` for ``gn``,
+            ``{"warmup_steps": 200}`` for ``pn``).
         gamma_decay: Coefficient of the explicit gamma-decay regularizer added to the loss (0: off); used with
             population normalization (``norm: pn``), see :func:`pickwise.nn.gamma_decay_penalty`.
         sparsestmax_radius: Final radius of the sparsestmax schedule of SSN layers (linear ramp from 0 over the run;
@@ -61,6 +63,7 @@ class ModelConfig:
     norm: str = "bn"
     pretrained: bool = False
     kwargs: dict[str, Any] = field(default_factory=dict)
+    norm_kwargs: dict[str, Any] = field(default_factory=dict)
     gamma_decay: float = 0.0
     sparsestmax_radius: float = 1.0
 
@@ -370,8 +373,8 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
         for part in parts[:-1]:
             cursor = cursor.setdefault(part, {})
         cursor[parts[-1]] = value
-        if parts[:2] == ["model", "kwargs"] and len(parts) > 2:
-            cfg.model.kwargs[".".join(parts[2:])] = value
+        if parts[0] == "model" and len(parts) > 2 and parts[1] in ("kwargs", "norm_kwargs"):
+            getattr(cfg.model, parts[1])[".".join(parts[2:])] = value
             continue
         if key not in _all_keys():
             raise _unknown_key_error(key)
@@ -413,7 +416,7 @@ def validate_config(cfg: RunConfig) -> RunConfig:
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in data.items():
-        if isinstance(value, dict) and key != "kwargs":
+        if isinstance(value, dict) and key not in ("kwargs", "norm_kwargs"):
             flat.update(_flatten(value, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = value

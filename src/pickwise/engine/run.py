@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import time
@@ -15,12 +16,12 @@ from ..exceptions import CheckpointError, ConfigError
 from ..utils.distributed import cleanup_distributed, get_world_size, init_distributed, is_main_process
 from ..utils.io import atomic_write_json, atomic_write_text
 from ..utils.seed import seed_everything
-from .config import RunConfig, config_to_dict
+from .config import ModelConfig, RunConfig, config_to_dict
 from .hooks import training_extras
 from .tasks import ClassificationTask
 from .trainer import Trainer, TrainResult
 
-__all__ = ["default_run_name", "resolve_device", "run_classification"]
+__all__ = ["default_run_name", "norm_layer_from_config", "resolve_device", "run_classification"]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -44,6 +45,15 @@ def default_run_name(cfg: RunConfig) -> str:
     return f"{cfg.model.name}-{cfg.model.norm}-{data}-s{cfg.train.seed}".replace("/", "_").replace(":", "_")
 
 
+def norm_layer_from_config(model_cfg: ModelConfig) -> Any:
+    """The ``norm_layer`` argument for ``create_model``: the name, or a partial when ``norm_kwargs`` are set."""
+    if not model_cfg.norm_kwargs:
+        return model_cfg.norm
+    from ..nn.norm import get_norm_layer
+
+    return functools.partial(get_norm_layer(model_cfg.norm), **model_cfg.norm_kwargs)
+
+
 def _build_data(cfg: RunConfig) -> tuple[Any, Any, Any]:
     from ..data import create_dataset, get_dataset_info
 
@@ -64,7 +74,7 @@ def _build_model(cfg: RunConfig, info: Any) -> tuple[torch.nn.Module, Classifica
         pretrained=cfg.model.pretrained,
         num_classes=info.num_classes,
         in_chans=None if cfg.model.pretrained else in_chans,
-        norm_layer=cfg.model.norm,
+        norm_layer=norm_layer_from_config(cfg.model),
         **cfg.model.kwargs,
     )
     task = ClassificationTask(augment=cfg.data.augment, repeat_channels=3 if in_chans == 3 else None)

@@ -5,8 +5,9 @@ registered model; ``list_models("resnet*")`` lists names. Every model exposes ``
 ``forward_features``, ``forward_head(x, pre_logits=False)``, ``reset_classifier`` and ``pretrained_cfg``.
 
 Registered: CIFAR ResNets ``resnet8``/``resnet20``/``resnet32``/``resnet56`` (He et al., CVPR 2016), ImageNet
-ResNets ``resnet18``/``resnet34``/``resnet50`` (torchvision naming) and ``mobilenet_v2`` (Sandler et al.,
-CVPR 2018; ImageNet weights via ``pretrained=True``).
+ResNets ``resnet18``/``resnet34``/``resnet50`` (torchvision naming), ResNeXt ``resnext50_32x4d``/``resnext29_*``
+(Xie et al., CVPR 2017) with their learned-group G-ResNeXt twins ``g_resnext50``/``g_resnext29_*`` (Zhang et al.,
+ICCV 2019), and ``mobilenet_v2`` (Sandler et al., CVPR 2018; ImageNet weights via ``pretrained=True``).
 """
 
 from ._base import ClassifierModel
@@ -26,6 +27,17 @@ from .imagenet_classes import IMAGENET_CLASSES
 from .mobilenetv2 import InvertedResidual, MobileNetV2, mobilenet_v2
 from .resnet import BasicBlock, Bottleneck, ResNet, resnet18, resnet34, resnet50
 from .resnet_cifar import CifarResNet, resnet8, resnet20, resnet32, resnet56
+from .resnext import (
+    CifarResNeXt,
+    ResNeXt,
+    ResNeXtBottleneck,
+    g_resnext29_4x4d,
+    g_resnext29_8x4d,
+    g_resnext50,
+    resnext29_4x4d,
+    resnext29_8x4d,
+    resnext50_32x4d,
+)
 
 __all__ = [
     "IMAGENET_CLASSES",
@@ -33,14 +45,20 @@ __all__ = [
     "IMAGENET_STD",
     "BasicBlock",
     "Bottleneck",
+    "CifarResNeXt",
     "CifarResNet",
     "ClassifierModel",
     "InvertedResidual",
     "MobileNetV2",
     "PretrainedCfg",
+    "ResNeXt",
+    "ResNeXtBottleneck",
     "ResNet",
     "build_model_with_cfg",
     "create_model",
+    "g_resnext29_4x4d",
+    "g_resnext29_8x4d",
+    "g_resnext50",
     "get_pretrained_cfg",
     "is_model",
     "list_models",
@@ -55,6 +73,9 @@ __all__ = [
     "resnet34",
     "resnet50",
     "resnet56",
+    "resnext29_4x4d",
+    "resnext29_8x4d",
+    "resnext50_32x4d",
     "resolve_weights_path",
     "verify_sha256",
 ]

@@ -77,8 +77,9 @@ def _overrides(args: argparse.Namespace, norm: str, batch: int, data: str) -> li
         items += ["optim.norm_logit_lr_mult=0.1", "optim.norm_logit_clip=1.0"]
     elif norm in LEARNED:
         items.append(f"optim.norm_logit_lr_mult={args.logit_lr_mult}")
-    if norm == "pn":
-        items.append(f"model.gamma_decay={args.gamma_decay}")
+    if norm == "pn":  # population statistics lag the weights early on: normalize by the batch for the first epoch
+        warmup = args.train_subset // batch
+        items += [f"model.gamma_decay={args.gamma_decay}", f"model.norm_kwargs.warmup_steps={warmup}"]
     return items
 
 

@@ -1,9 +1,11 @@
 """Candidate-model features: batched extraction through ``forward_features``/``forward_head`` with a disk cache.
 
 Candidates can be registered pickwise models (``"mobilenet_v2"``, real ImageNet weights with ``pretrained=True``),
-any ``torch.nn.Module`` (pickwise/timm-style modules are pooled with ``forward_head(..., pre_logits=True)``; other
-modules use their output), ONNX files (``"path/model.onnx"``, needs onnxruntime; the first output is the feature)
-and, when installed, ``"timm:NAME"`` and ``"torchvision:NAME"`` models with their pretrained weights.
+zoo entries (``"zoo:NAME"``, see :mod:`pickwise.zoo`), finished pickwise runs (``"ckpt:RUN_DIR"`` with
+``config.yaml`` + ``model.safetensors``), any ``torch.nn.Module`` (pickwise/timm-style modules are pooled with
+``forward_head(..., pre_logits=True)``; other modules use their output), ONNX files (``"path/model.onnx"``, needs
+onnxruntime; the first output is the feature) and, when installed, ``"timm:NAME"`` and ``"torchvision:NAME"`` models
+with their pretrained weights.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,27 +22,88 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..exceptions import InvalidParameterError
+from ..exceptions import DataNotFoundError, InvalidParameterError
+from ..utils.io import sha256_file
 
-__all__ = ["extract_features", "load_candidate"]
+__all__ = ["CandidateInput", "extract_features", "load_candidate", "preprocess_spec", "resolve_candidate"]
 
 
-def load_candidate(spec: str | nn.Module, *, pretrained: bool = False) -> tuple[Any, str]:
-    """Resolve a candidate spec into a callable model and a display name."""
+# ImageNet-pretrained candidates see tiny target images (8-32 px) upsampled to at least this size
+PRETRAINED_MIN_SIZE = 64
+
+
+@dataclass
+class Candidate:
+    """A resolved candidate model.
+
+    Attributes:
+        model: The callable model (``nn.Module`` in eval mode, or an onnxruntime session).
+        name: Display name (the spec string for strings).
+        pretrained: Whether its normalization/input size come from its pretrained weights' config.
+        kind: ``"registry"``, ``"zoo"``, ``"ckpt"``, ``"onnx"``, ``"timm"``, ``"torchvision"`` or ``"module"``.
+        record: Provenance (zoo ``entry.json``, run ``results.json``), included in the feature-cache metadata.
+    """
+
+    model: Any
+    name: str
+    pretrained: bool = False
+    kind: str = "registry"
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_candidate(
+    spec: str | nn.Module, *, pretrained: bool = False, zoo_root: str | os.PathLike[str] | None = None
+) -> Candidate:
+    """Resolve a candidate spec into a :class:`Candidate`.
+
+    Args:
+        spec: ``nn.Module``, registered name, ``zoo:NAME``, ``ckpt:RUN_DIR``, ``*.onnx``, ``timm:NAME`` or
+            ``torchvision:NAME``.
+        pretrained: Load a registered model's pretrained weights (zoo entries know this themselves).
+        zoo_root: Zoo folder for ``zoo:NAME`` (default: :func:`pickwise.zoo.default_zoo_dir`).
+
+    Raises:
+        InvalidParameterError: For an empty or non-string spec.
+        DataNotFoundError: For an unknown zoo entry or a missing run folder.
+    """
     if isinstance(spec, nn.Module):
-        return spec.eval(), type(spec).__name__
+        return Candidate(spec.eval(), type(spec).__name__, pretrained, "module")
     if not isinstance(spec, str) or not spec:
         raise InvalidParameterError(f"candidate model must be a name, a path or an nn.Module; got {spec!r}.")
+    if spec.startswith("zoo:"):
+        from ..zoo import default_zoo_dir, load_zoo_model
+
+        model, record = load_zoo_model(zoo_root if zoo_root is not None else default_zoo_dir(), spec[4:])
+        return Candidate(model, spec, bool(record.get("pretrained")), "zoo", record)
+    if spec.startswith("ckpt:"):
+        from ..analysis.runs import load_run
+
+        run_dir = Path(spec[5:]).expanduser()
+        if not (run_dir / "config.yaml").is_file() or not (run_dir / "model.safetensors").is_file():
+            raise DataNotFoundError(
+                f"candidate: {spec} must be a finished pickwise run folder (config.yaml + model.safetensors); "
+                f"not found in {run_dir}"
+            )
+        model, cfg, results = load_run(run_dir)
+        record = {
+            "run_dir": str(run_dir.resolve()),
+            "model": cfg.model.name,
+            "norm": cfg.model.norm,
+            "source_data": cfg.data.name,
+            "sha256": sha256_file(run_dir / "model.safetensors"),
+            "source_test_acc": (results.get("metrics") or {}).get("acc"),
+        }
+        return Candidate(model, spec, False, "ckpt", record)
     if spec.endswith(".onnx"):
         try:
             import onnxruntime as ort
         except ImportError as err:  # pragma: no cover - optional dependency
             raise ImportError("ONNX candidates need onnxruntime: pip install onnxruntime") from err
-        return ort.InferenceSession(spec, providers=["CPUExecutionProvider"]), Path(spec).stem
+        return Candidate(ort.InferenceSession(spec, providers=["CPUExecutionProvider"]), Path(spec).stem, False, "onnx")
     if spec.startswith("timm:"):  # pragma: no cover - optional dependency
         import timm
 
-        return timm.create_model(spec[5:], pretrained=True, num_classes=0).eval(), spec
+        return Candidate(timm.create_model(spec[5:], pretrained=True, num_classes=0).eval(), spec, True, "timm")
     if spec.startswith("torchvision:"):  # pragma: no cover - optional dependency
         import torchvision
 
@@ -48,10 +112,18 @@ def load_candidate(spec: str | nn.Module, *, pretrained: bool = False) -> tuple[
             if hasattr(model, attr):
                 setattr(model, attr, nn.Identity())
                 break
-        return model.eval(), spec
+        return Candidate(model.eval(), spec, False, "torchvision")
     from ..models import create_model
 
-    return create_model(spec, pretrained=pretrained).eval(), spec
+    return Candidate(create_model(spec, pretrained=pretrained).eval(), spec, pretrained, "registry")
+
+
+def load_candidate(
+    spec: str | nn.Module, *, pretrained: bool = False, zoo_root: str | os.PathLike[str] | None = None
+) -> tuple[Any, str]:
+    """Resolve a candidate spec into a callable model and a display name (see :func:`resolve_candidate`)."""
+    cand = resolve_candidate(spec, pretrained=pretrained, zoo_root=zoo_root)
+    return cand.model, cand.name
 
 
 def _in_chans(model: Any) -> int | None:
@@ -62,23 +134,49 @@ def _in_chans(model: Any) -> int | None:
     return None
 
 
-def _preprocess_spec(model: Any, dataset: Any, pretrained: bool, image_size: int | None) -> dict[str, Any]:
+def preprocess_spec(candidate: Candidate, dataset: Any, *, image_size: int | None = None) -> dict[str, Any]:
+    """How ``dataset``'s images are turned into ``candidate``'s input (recorded in the feature-cache metadata).
+
+    Channels: gray targets are repeated to a 3-channel candidate, colour targets are averaged for a 1-channel one.
+    Size: ``image_size`` when given; else pretrained (ImageNet) candidates get tiny images upsampled (bilinear) to
+    ``max(64, H)`` px, capped at the weights' input size; other candidates see the native size.
+    Normalization: the weights' mean/std for pretrained candidates, else the dataset's.
+    """
+    model = candidate.model
     cfg = getattr(model, "pretrained_cfg", None)
-    use_cfg = pretrained and cfg is not None and getattr(cfg, "mean", None) is not None
+    use_cfg = candidate.pretrained and cfg is not None and getattr(cfg, "mean", None) is not None
     mean = list(cfg.mean) if use_cfg else list(dataset.info.mean)
     std = list(cfg.std) if use_cfg else list(dataset.info.std)
-    size = image_size or (int(cfg.input_size[-1]) if use_cfg and getattr(cfg, "input_size", None) else None)
+    native = int(dataset.images.shape[-1]) if getattr(dataset, "images", None) is not None else None
+    size = image_size
+    if size is None and use_cfg and native is not None:
+        full = int(cfg.input_size[-1]) if getattr(cfg, "input_size", None) else native
+        size = min(full, max(PRETRAINED_MIN_SIZE, native))
+    if size is not None and size == native:
+        size = None
+    data_chans = int(dataset.info.in_chans)
+    want = _in_chans(model)
+    if want is None or want == data_chans:
+        channels = "as-is"
+    elif data_chans == 1:
+        channels = f"repeat 1->{want}"
+    else:
+        channels = f"mean {data_chans}->{want}"
     return {
         "mean": mean,
         "std": std,
         "image_size": size,
-        "in_chans": _in_chans(model),
+        "native_size": native,
+        "in_chans": want,
+        "data_chans": data_chans,
+        "channels": channels,
+        "resize": "bilinear" if size else "none",
         "source": "model" if use_cfg else "dataset",
     }
 
 
-def _prepare(images: torch.Tensor, spec: dict[str, Any]) -> torch.Tensor:
-    x = images.to(torch.float32) / 255.0
+def _prepare01(x: torch.Tensor, spec: dict[str, Any]) -> torch.Tensor:
+    """Images in [0, 1] -> the candidate's normalized input."""
     want = spec["in_chans"]
     if want is not None and x.shape[1] != want:
         x = x.mean(dim=1, keepdim=True).expand(-1, want, -1, -1) if want != 1 else x.mean(dim=1, keepdim=True)
@@ -87,7 +185,38 @@ def _prepare(images: torch.Tensor, spec: dict[str, Any]) -> torch.Tensor:
     mean, std = spec["mean"], spec["std"]
     if len(mean) != x.shape[1]:
         mean, std = [float(np.mean(mean))] * x.shape[1], [float(np.mean(std))] * x.shape[1]
-    return (x - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)
+    return (x - torch.tensor(mean, device=x.device).view(1, -1, 1, 1)) / torch.tensor(std, device=x.device).view(
+        1, -1, 1, 1
+    )
+
+
+def _prepare(images: torch.Tensor, spec: dict[str, Any]) -> torch.Tensor:
+    return _prepare01(images.to(torch.float32) / 255.0, spec)
+
+
+class CandidateInput(nn.Module):
+    """Wrap ``model`` so that it takes a pickwise dataset's normalized images and applies ``spec`` itself.
+
+    Fine-tuning through this wrapper sees exactly the preprocessing that feature extraction used (channel repeat,
+    resize, the weights' normalization).
+
+    Args:
+        model: The candidate network.
+        spec: From :func:`preprocess_spec`.
+        data_mean: The dataset's per-channel mean (``dataset.info.mean``).
+        data_std: The dataset's per-channel std.
+    """
+
+    def __init__(self, model: nn.Module, spec: dict[str, Any], data_mean: Any, data_std: Any) -> None:
+        super().__init__()
+        self.model = model
+        self.spec = dict(spec)
+        self.register_buffer("data_mean", torch.tensor(list(data_mean), dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("data_std", torch.tensor(list(data_std), dtype=torch.float32).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Undo the dataset normalization, then apply the candidate's preprocessing and the model."""
+        return self.model(_prepare01(x * self.data_std + self.data_mean, self.spec))
 
 
 def _forward(model: Any, x: torch.Tensor) -> torch.Tensor:
@@ -97,6 +226,13 @@ def _forward(model: Any, x: torch.Tensor) -> torch.Tensor:
     if hasattr(model, "forward_features") and hasattr(model, "forward_head"):
         return model.forward_head(model.forward_features(x), pre_logits=True).flatten(1)
     return model(x).flatten(1)
+
+
+def _samples_digest(dataset: Any) -> str | None:
+    indices = getattr(dataset, "source_indices", None)
+    if indices is None:
+        return None
+    return hashlib.sha256(np.ascontiguousarray(np.asarray(indices, dtype=np.int64)).tobytes()).hexdigest()[:16]
 
 
 def extract_features(
@@ -109,16 +245,19 @@ def extract_features(
     image_size: int | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     progress: bool = True,
+    zoo_root: str | os.PathLike[str] | None = None,
+    candidate: Candidate | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Extract penultimate features of ``model`` on every sample of ``dataset``.
 
-    Images (uint8 ``dataset.images``) are scaled to [0, 1], converted to the model's input channels, resized to the
-    weights' input size (``pretrained=True``) or ``image_size``, and normalized with the weights' mean/std (or the
-    dataset's when the model has no pretrained config). With ``cache_dir`` the result is stored as safetensors with
+    Images (uint8 ``dataset.images``) are scaled to [0, 1] and prepared by :func:`preprocess_spec` (gray images
+    repeated for 3-channel candidates, tiny images upsampled for ImageNet-pretrained ones, the weights' or the
+    dataset's mean/std). With ``cache_dir`` the result is stored as safetensors with
     the model/dataset/split/preprocessing metadata, keyed by a hash of that metadata.
 
     Args:
-        model: Registered model name, ONNX path, ``timm:NAME``/``torchvision:NAME``, or an ``nn.Module``.
+        model: Registered model name, ``zoo:NAME``, ``ckpt:RUN_DIR``, ONNX path, ``timm:NAME``/``torchvision:NAME``,
+            or an ``nn.Module``.
         dataset: A pickwise dataset (``images``, ``targets``, ``info``, ``split``).
         pretrained: Load the registered model's pretrained weights.
         batch_size: Images per forward pass.
@@ -126,20 +265,25 @@ def extract_features(
         image_size: Override of the square input size.
         cache_dir: Feature cache directory (``None``: no cache).
         progress: Show a tqdm progress bar.
+        zoo_root: Zoo folder for ``zoo:NAME`` candidates.
+        candidate: An already resolved candidate for ``model`` (avoids loading it twice).
 
     Returns:
         ``(features, targets)``: float32 ``(N, D)`` and int64 ``(N,)``.
     """
     from tqdm.auto import tqdm
 
-    net, name = load_candidate(model, pretrained=pretrained)
-    spec = _preprocess_spec(net, dataset, pretrained, image_size)
+    cand = candidate or resolve_candidate(model, pretrained=pretrained, zoo_root=zoo_root)
+    net, name = cand.model, cand.name
+    spec = preprocess_spec(cand, dataset, image_size=image_size)
     meta = {
         "model": name if isinstance(model, str) else f"module:{name}",
-        "pretrained": bool(pretrained),
+        "pretrained": bool(cand.pretrained),
+        "weights_sha256": cand.record.get("sha256"),
         "dataset": getattr(dataset.info, "name", "dataset"),
         "split": str(getattr(dataset, "split", "")),
         "num_samples": len(dataset),
+        "samples": _samples_digest(dataset),
         "preprocessing": spec,
     }
     path = None
