@@ -41,7 +41,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, help="epochs per run (default 2; quick: 1)")
     p.add_argument("--train-subset", type=int, help="training images (default 4000; quick: 1000)")
     p.add_argument("--test-subset", type=int, help="test images (default 2000; quick: 1000)")
-    p.add_argument("--base-lr", type=float, default=0.1, help="learning rate at batch 128 (scaled linearly)")
+    p.add_argument("--base-lr", type=float, default=0.1, help="learning rate at batch 128")
+    p.add_argument(
+        "--lr-scaling",
+        choices=("sqrt", "linear"),
+        default="sqrt",
+        help="how the rate follows the batch size: base_lr * (batch/128) ** 0.5 (default; short runs at batch 2 "
+        "barely move under the linear rule) or base_lr * batch/128 (the papers' rule for 100-epoch runs)",
+    )
     p.add_argument("--gamma-decay", type=float, default=1e-4, help="gamma-decay coefficient for the pn runs")
     p.add_argument(
         "--logit-lr-mult",
@@ -65,7 +72,7 @@ def _overrides(args: argparse.Namespace, norm: str, batch: int, data: str) -> li
         f"data.test_subset={args.test_subset}",
         f"train.epochs={args.epochs}",
         f"train.seed={args.seed}",
-        f"optim.lr={args.base_lr * batch / 128}",
+        f"optim.lr={_lr(args, batch)}",
         "schedule.warmup_epochs=0.1",
         "train.eval_every=0",
         "train.tensorboard=false",
@@ -81,6 +88,11 @@ def _overrides(args: argparse.Namespace, norm: str, batch: int, data: str) -> li
         warmup = args.train_subset // batch
         items += [f"model.gamma_decay={args.gamma_decay}", f"model.norm_kwargs.warmup_steps={warmup}"]
     return items
+
+
+def _lr(args: argparse.Namespace, batch: int) -> float:
+    ratio = batch / 128
+    return args.base_lr * (ratio**0.5 if args.lr_scaling == "sqrt" else ratio)
 
 
 def _train(args: argparse.Namespace, norm: str, batch: int, data: str) -> dict[str, Any]:
@@ -213,6 +225,7 @@ def run(args: argparse.Namespace) -> int:
         "train_subset": args.train_subset,
         "test_subset": args.test_subset,
         "base_lr_per_128": args.base_lr,
+        "lr_scaling": args.lr_scaling,
         "gamma_decay": args.gamma_decay,
         "logit_lr_mult": args.logit_lr_mult,
         "seed": args.seed,
@@ -229,7 +242,7 @@ def run(args: argparse.Namespace) -> int:
     table = [[norm.upper(), *(acc[norm].get(b, float("nan")) for b in sizes)] for norm in norms]
     text = [
         f"{args.model} on {data}: {args.train_subset} train / {args.test_subset} test images, {args.epochs} "
-        f"epoch(s), lr {args.base_lr} x batch/128, seed {args.seed}",
+        f"epoch(s), lr {args.base_lr} x (batch/128){'^0.5' if args.lr_scaling == 'sqrt' else ''}, seed {args.seed}",
         "",
         format_table(["test acc", *(f"batch {b}" for b in sizes)], table),
         "",
