@@ -1,5 +1,17 @@
-"""Neural-network layers: normalization variants (BN/GN/LN/IN, SN, SSN, EN, PN, Sync) and the norm factory."""
+"""Neural-network layers: normalization variants (BN/GN/LN/IN, SN, SSN, EN, PN, Sync), the norm factory, and DGConv."""
 
+from .conv import (
+    ChannelPermute,
+    DGConv2d,
+    ExportError,
+    ResourceConstraint,
+    complexity,
+    dense_complexity,
+    dgconv_to_conv,
+    export_grouped_convs,
+    group_budget,
+    learned_groups,
+)
 from .norm import (
     ExemplarNorm2d,
     GroupNorm,
@@ -33,6 +45,16 @@ from .norm import (
 )
 
 __all__ = [
+    "ChannelPermute",
+    "DGConv2d",
+    "ExportError",
+    "ResourceConstraint",
+    "complexity",
+    "dense_complexity",
+    "dgconv_to_conv",
+    "export_grouped_convs",
+    "group_budget",
+    "learned_groups",
     "ExemplarNorm2d",
     "GroupNorm",
     "InstanceNorm2d",
