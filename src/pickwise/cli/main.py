@@ -8,11 +8,11 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..exceptions import PickwiseUserError
-from . import analyze, demo, listing, reproduce, select, train, zoo
+from . import analyze, demo, listing, reproduce, select, train, transfer, zoo
 
 __all__ = ["build_parser", "main"]
 
-_SUBCOMMANDS = (train, demo, listing, analyze, reproduce, select, zoo)
+_SUBCOMMANDS = (train, demo, listing, analyze, reproduce, select, transfer, zoo)
 
 
 def build_parser() -> argparse.ArgumentParser:

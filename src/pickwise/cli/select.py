@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ..utils.io import atomic_write_text
 from ._format import format_table
 
 __all__ = ["add_finetune_arguments", "add_parser", "finetune_options", "run_select", "zoo_root"]
@@ -83,12 +84,15 @@ def add_parser(subparsers: Any) -> None:
     p.set_defaults(handler=_handler)
 
 
-def add_finetune_arguments(p: argparse.ArgumentParser) -> None:
-    """Fine-tuning options shared by ``select --verify finetune``, ``transfer`` and ``reproduce selection``."""
+def add_finetune_arguments(p: argparse.ArgumentParser, *, subset: int = 1000) -> None:
+    """Fine-tuning options shared by ``select --verify finetune`` and ``transfer``."""
     g = p.add_argument_group("fine-tuning")
     g.add_argument("--finetune-epochs", type=int, default=1, help="fine-tuning epochs (default: 1)")
     g.add_argument(
-        "--finetune-subset", type=int, default=1000, help="fine-tune on N target training samples (default: 1000)"
+        "--finetune-subset",
+        type=int,
+        default=subset,
+        help=f"fine-tune on N target training samples (default: {subset}; 0: all)",
     )
     g.add_argument("--finetune-steps", type=int, default=None, help="stop fine-tuning after N optimizer steps")
     g.add_argument("--finetune-lr", type=float, default=0.02, help="peak SGD learning rate (default: 0.02)")
@@ -104,7 +108,7 @@ def finetune_options(args: argparse.Namespace) -> dict[str, Any]:
         "lr": args.finetune_lr,
         "batch_size": args.finetune_batch_size,
         "train_subset": subset,
-        "test_subset": args.test_subset,
+        "test_subset": args.test_subset or None,
         "seed": args.seed,
         "device": args.device,
         "progress": not args.no_progress,
@@ -145,16 +149,22 @@ def _probe_accuracy(train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray
 
 def run_select(args: argparse.Namespace) -> dict[str, Any]:
     """Run ``pickwise select`` for parsed ``args``; returns the JSON-able result (also written to disk)."""
-    from ..data import create_dataset
     from ..selection import LabelEmbedder, evaluate_ranking, get_metric
     from ..selection.features import extract_features, preprocess_spec, resolve_candidate
-    from ..selection.pipeline import candidate_list, finetune_candidate, metric_names, score_candidates
+    from ..selection.pipeline import (
+        candidate_list,
+        finetune_candidate,
+        load_split,
+        metric_names,
+        score_candidates,
+    )
 
     root = zoo_root(args)
     models = candidate_list(args.models, zoo=args.zoo is not None, zoo_root=root)
     metrics = metric_names(args.metrics)
-    dataset = create_dataset(args.data, args.split, subset=args.subset, seed=getattr(args, "seed", 0))
+    dataset = load_split(args.data, args.split, args.subset, seed=getattr(args, "seed", 0))
     cache = Path(args.cache_dir) if args.cache_dir else None
+    candidates = {m: resolve_candidate(m, pretrained=args.pretrained, zoo_root=root) for m in models}  # fail fast
     class_emb = None
     if any(get_metric(m).input == "label_embeddings" for m in metrics):
         embedder = LabelEmbedder(
@@ -164,7 +174,6 @@ def run_select(args: argparse.Namespace) -> dict[str, Any]:
         )
         class_emb = embedder.embed_classes(list(dataset.info.class_names))
     progress = not args.no_progress
-    candidates = {m: resolve_candidate(m, pretrained=args.pretrained, zoo_root=root) for m in models}
     feats: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     preprocessing: dict[str, dict[str, Any]] = {}
     feature_seconds: dict[str, float] = {}
@@ -214,7 +223,7 @@ def run_select(args: argparse.Namespace) -> dict[str, Any]:
                 acc[model] = out["acc"]
                 details[model] = {k: v for k, v in out.items() if k != "preprocessing"}
         else:
-            test = create_dataset(args.data, "test", subset=args.test_subset, seed=getattr(args, "seed", 0))
+            test = load_split(args.data, "test", args.test_subset, seed=getattr(args, "seed", 0))
             for model in models:
                 test_feats = extract_features(
                     model,
@@ -240,7 +249,7 @@ def run_select(args: argparse.Namespace) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     json_path = out / "select.json"
     result["json_path"] = str(json_path)
-    json_path.write_text(json.dumps({k: v for k, v in result.items() if k != "table"}, indent=2) + "\n")
+    atomic_write_text(json_path, json.dumps({k: v for k, v in result.items() if k != "table"}, indent=2) + "\n")
     if args.verify:
         _figure(result, out / "select.png")
     return result

@@ -1,0 +1,142 @@
+"""Ground truth for model selection: fine-tune a candidate on the target through the engine's ``Trainer``.
+
+Used by ``pickwise select --verify finetune``, ``pickwise transfer`` and ``pickwise reproduce selection``. The
+candidate gets a new classifier head (``reset_classifier``), optionally has its BatchNorm layers converted to SN/EN
+(:func:`pickwise.nn.norm.convert_norm_layers`, for small-batch fine-tuning), sees the same preprocessing as feature
+extraction (:class:`~pickwise.selection.features.CandidateInput`) and is trained end to end with SGD + cosine decay.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..exceptions import InvalidParameterError
+
+__all__ = ["finetune"]
+
+CONVERT_NORMS = ("sn", "ssn", "en", "pn")
+
+
+def _count_bn(model: nn.Module) -> int:
+    return sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
+def finetune(
+    model: nn.Module,
+    train_set: Any,
+    test_set: Any,
+    *,
+    preprocess: dict[str, Any] | None = None,
+    epochs: int = 1,
+    max_steps: int | None = None,
+    lr: float = 0.02,
+    batch_size: int = 32,
+    weight_decay: float = 5e-4,
+    convert_norm: str | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+    run_dir: str | os.PathLike[str] | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Fine-tune a copy of ``model`` on ``train_set`` and evaluate it on ``test_set``.
+
+    Args:
+        model: Candidate backbone with ``reset_classifier(num_classes)`` (not modified: a copy is trained).
+        train_set: Target training split (a pickwise dataset).
+        test_set: Target test split.
+        preprocess: The candidate's input preprocessing (:func:`~pickwise.selection.features.preprocess_spec`);
+            ``None``: the model takes the dataset's images as they are.
+        epochs: Training epochs.
+        max_steps: Stop after this many optimizer steps (``None``: ``epochs`` full epochs).
+        lr: Peak SGD learning rate (momentum 0.9, cosine decay, no warm-up).
+        batch_size: Training batch size.
+        weight_decay: SGD weight decay (not applied to norm parameters and biases).
+        convert_norm: Convert BatchNorm layers to ``"sn"``, ``"ssn"``, ``"en"`` or ``"pn"`` (initialised as the
+            BN they replace) before training.
+        seed: Seed of the new head, the data order and the training.
+        device: Torch device.
+        run_dir: Where the engine writes its logs and checkpoints (``None``: a temporary folder, deleted); old
+            checkpoints there are removed first.
+        progress: Show the engine's progress bar.
+
+    Returns:
+        ``{"acc", "loss", "steps", "train_seconds", "seconds", "converted_layers", "convert_norm"}``.
+
+    Raises:
+        InvalidParameterError: If the model has no ``reset_classifier``, or for an unknown ``convert_norm``.
+    """
+    from ..engine.config import resolve_config
+    from ..engine.run import resolve_device
+    from ..engine.tasks import ClassificationTask
+    from ..engine.trainer import Trainer
+    from .features import CandidateInput
+
+    if not hasattr(model, "reset_classifier"):
+        raise InvalidParameterError(
+            f"finetune: the candidate ({type(model).__name__}) must have reset_classifier(num_classes); "
+            "ONNX/timm/torchvision candidates cannot be fine-tuned here."
+        )
+    if convert_norm is not None and convert_norm not in CONVERT_NORMS:
+        raise InvalidParameterError(
+            f"finetune: convert_norm must be one of {CONVERT_NORMS} or None; got {convert_norm!r}."
+        )
+    start = time.perf_counter()
+    net = copy.deepcopy(model).cpu()
+    with torch.random.fork_rng(devices=[]):  # the new head is seeded without touching the caller's RNG state
+        torch.manual_seed(seed)
+        net.reset_classifier(int(train_set.info.num_classes))
+    converted = 0
+    if convert_norm is not None:
+        from ..nn.norm.convert import convert_norm_layers
+
+        before = _count_bn(net)
+        net = convert_norm_layers(net, convert_norm, init="bn")
+        converted = before - _count_bn(net)
+    if preprocess is not None:
+        net = CandidateInput(net, preprocess, train_set.info.mean, train_set.info.std)
+    tmp = tempfile.TemporaryDirectory(prefix="pickwise-finetune-") if run_dir is None else None
+    folder = Path(tmp.name if tmp is not None else run_dir)
+    if tmp is None:
+        shutil.rmtree(folder / "checkpoints", ignore_errors=True)  # always a fresh run, never a stale resume
+    try:
+        cfg = resolve_config(
+            overrides=[
+                f"data.batch_size={batch_size}",
+                f"train.epochs={epochs}",
+                f"optim.lr={lr}",
+                f"optim.weight_decay={weight_decay}",
+                f"train.seed={seed}",
+                f"train.device={device}",
+                f"train.progress={'true' if progress else 'false'}",
+                "train.tensorboard=false",
+                "schedule.warmup_epochs=0",
+                "checkpoint.keep_last=1",
+                f"output_dir={folder.parent}",
+                f"name={folder.name}",
+                *([f"train.max_steps={max_steps}"] if max_steps else []),
+            ]
+        )
+        trainer = Trainer(cfg, net, train_set, test_set, ClassificationTask(), folder, resolve_device(device))
+        result = trainer.fit()
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    torch.set_grad_enabled(True)
+    return {
+        "acc": float(result.metrics["acc"]),
+        "loss": float(result.metrics["loss"]),
+        "steps": int(result.steps),
+        "train_seconds": float(result.train_seconds),
+        "seconds": time.perf_counter() - start,
+        "converted_layers": converted,
+        "convert_norm": convert_norm,
+    }
