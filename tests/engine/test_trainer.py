@@ -153,13 +153,30 @@ def test_optimizer_groups_for_mixture_logits():
 
 def test_hooks_and_regularizer(blob_data, tmp_path):
     seen = []
-    cfg = resolve_config(overrides=["train.epochs=1", "data.batch_size=16", "train.progress=false",
-                                    "train.tensorboard=false", "train.log_every=4", "optim.weight_decay=0"])
+    cfg = resolve_config(
+        overrides=[
+            "train.epochs=1",
+            "data.batch_size=16",
+            "train.progress=false",
+            "train.tensorboard=false",
+            "train.log_every=4",
+            "optim.weight_decay=0",
+        ]
+    )
     train, test = blob_data
 
     def run(regularizer, name):
-        trainer = Trainer(cfg, tiny_net(0.0), train, test, ClassificationTask(), tmp_path / name,
-                          torch.device("cpu"), hooks=[lambda t: seen.append(t.global_step)], regularizer=regularizer)
+        trainer = Trainer(
+            cfg,
+            tiny_net(0.0),
+            train,
+            test,
+            ClassificationTask(),
+            tmp_path / name,
+            torch.device("cpu"),
+            hooks=[lambda t: seen.append(t.global_step)],
+            regularizer=regularizer,
+        )
         trainer.fit()
         return trainer
 
