@@ -1,7 +1,11 @@
 """``pickwise demo``: the main job on embedded data.
 
-Trains the same small CIFAR-style ResNet on Fashion-MNIST with different normalization layers and prints the test
-accuracy of each. Falls back to the pip-bundled MNIST subset when the Fashion-MNIST files are not installed.
+``pickwise demo`` (``transfer``, the default): builds the quick model zoo (candidates trained on different embedded
+sources, plus an untrained control and the real ImageNet MobileNetV2), ranks the candidates on a target with EMMS,
+LogME and k-NN accuracy, fine-tunes the top-ranked candidate and the runner-up, and prints the prediction next to the
+fine-tuned accuracies (``pickwise transfer``). ``pickwise demo norms``: trains the same small CIFAR-style ResNet on
+Fashion-MNIST with different normalization layers (falls back to the pip-bundled MNIST subset when the Fashion-MNIST
+files are not installed).
 """
 
 from __future__ import annotations
@@ -18,21 +22,27 @@ from ._format import format_table
 __all__ = ["add_parser", "run_demo"]
 
 DEFAULT_NORMS = ("bn", "gn", "ln", "in")
+#: Target of the transfer demo.
+DEMO_TARGET = "mnist-5k"
 
 
 def add_parser(subparsers: Any) -> None:
     """Register ``demo``."""
     p = subparsers.add_parser(
         "demo",
-        help="train small models with different normalizers on embedded data",
-        description=__doc__.splitlines()[2] if __doc__ else None,
+        help="the main job on embedded data: pick a model for a task and fine-tune it (or: demo norms)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--norms", default=",".join(DEFAULT_NORMS), help="comma-separated norm names")
-    p.add_argument("--model", default="resnet20")
-    p.add_argument("--train-subset", type=int, default=6000, help="training samples per run")
-    p.add_argument("--test-subset", type=int, default=2000, help="test samples per run")
-    p.add_argument("--epochs", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("job", nargs="?", choices=("transfer", "norms"), default="transfer", help="default: transfer")
+    p.add_argument("--data", default=None, help=f"transfer: target dataset (default: {DEMO_TARGET})")
+    p.add_argument("--zoo-root", default="runs/demo/zoo", help="transfer: zoo folder (default: runs/demo/zoo)")
+    p.add_argument("--norms", default=",".join(DEFAULT_NORMS), help="norms: comma-separated norm names")
+    p.add_argument("--model", default="resnet20", help="norms: the model")
+    p.add_argument("--train-subset", type=int, default=6000, help="norms: training samples per run")
+    p.add_argument("--test-subset", type=int, default=2000, help="norms: test samples per run")
+    p.add_argument("--epochs", type=int, default=1, help="norms: epochs")
+    p.add_argument("--batch-size", type=int, default=32, help="norms: batch size")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output-dir", default="runs/demo")
     p.set_defaults(handler=_run)
@@ -103,6 +113,8 @@ def run_demo(
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.job == "transfer":
+        return _run_transfer(args)
     norms = [n.strip() for n in args.norms.split(",") if n.strip()]
     rows = run_demo(
         norms,
@@ -124,3 +136,31 @@ def _run(args: argparse.Namespace) -> int:
     print(format_table(["norm", "test acc", "test loss", "train img/s", "seconds"], table))
     print(f"results: {Path(args.output_dir) / 'demo_results.json'}")
     return 0
+
+
+def _run_transfer(args: argparse.Namespace) -> int:
+    from ..zoo import QUICK_ZOO, build_zoo
+    from . import transfer
+    from .main import build_parser
+
+    start = time.perf_counter()
+    print(f"building the quick zoo in {args.zoo_root} (kept between runs)", file=sys.stderr)
+    build_zoo(args.zoo_root, QUICK_ZOO)
+    zoo_seconds = time.perf_counter() - start
+    transfer_args = build_parser().parse_args(
+        [
+            "transfer",
+            "--data",
+            args.data or DEMO_TARGET,
+            "--zoo-root",
+            args.zoo_root,
+            "--runner-up",
+            "--seed",
+            str(args.seed),
+            "--output-dir",
+            str(Path(args.output_dir) / "transfer"),
+        ]
+    )
+    code = transfer._handler(transfer_args)
+    print(f"zoo {zoo_seconds:.0f} s, total {time.perf_counter() - start:.0f} s")
+    return code
