@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.batchnorm import _NormBase
 
@@ -116,6 +117,35 @@ class ClassifierModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return logits, shape ``(N, num_classes)`` (pooled features when ``num_classes == 0``)."""
         return self.forward_head(self.forward_features(x))
+
+
+class FcHeadModel(ClassifierModel):
+    """A :class:`ClassifierModel` whose head is ``avgpool`` → flatten → dropout(``drop_rate``) → ``fc``.
+
+    Subclasses set ``avgpool``, ``fc`` and ``drop_rate`` (ResNets and ResNeXts share this head).
+    """
+
+    avgpool: nn.Module
+    fc: nn.Module
+    drop_rate: float
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Global-average-pool and flatten, then (unless ``pre_logits``) dropout and ``fc``."""
+        x = torch.flatten(self.avgpool(x), 1)
+        if pre_logits:
+            return x
+        if self.drop_rate > 0.0:
+            x = F.dropout(x, p=self.drop_rate, training=self.training)
+        return self.fc(x)
+
+    def get_classifier(self) -> nn.Module:
+        """Return ``fc``."""
+        return self.fc
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace ``fc`` with a new ``num_classes``-way linear layer (``0``: ``nn.Identity``)."""
+        self.fc = make_linear(f"{type(self).__name__}.reset_classifier", self.num_features, num_classes)
+        self.num_classes = num_classes
 
 
 def make_linear(where: str, in_features: int, num_classes: int) -> nn.Module:

@@ -14,12 +14,18 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..exceptions import InvalidParameterError
 from ..nn.norm import NormLayerType
-from ._base import ClassifierModel, check_int, init_weights, make_linear, resolve_norm_layer, zero_init_norm
+from ._base import (
+    FcHeadModel,
+    check_int,
+    init_weights,
+    make_linear,
+    resolve_norm_layer,
+    zero_init_norm,
+)
 from ._builder import build_model_with_cfg
 from ._registry import PretrainedCfg, register_model
 
@@ -125,7 +131,7 @@ class Bottleneck(nn.Module):
         return self.relu(out + identity)
 
 
-class ResNet(ClassifierModel):
+class ResNet(FcHeadModel):
     """ImageNet ResNet: 7x7/2 stem, 3x3/2 max-pool, four stages of residual blocks, global pool, linear head.
 
     Paper: K. He et al., "Deep Residual Learning for Image Recognition", CVPR 2016, https://arxiv.org/abs/1512.03385
@@ -203,24 +209,6 @@ class ResNet(ClassifierModel):
         """Return the ``layer4`` feature map, shape ``(N, num_features, H/32, W/32)``."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Global-average-pool and flatten, then (unless ``pre_logits``) dropout and ``fc``."""
-        x = torch.flatten(self.avgpool(x), 1)
-        if pre_logits:
-            return x
-        if self.drop_rate > 0.0:
-            x = F.dropout(x, p=self.drop_rate, training=self.training)
-        return self.fc(x)
-
-    def get_classifier(self) -> nn.Module:
-        """Return ``fc``."""
-        return self.fc
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace ``fc`` with a new ``num_classes``-way linear layer (``0``: ``nn.Identity``)."""
-        self.fc = make_linear("ResNet.reset_classifier", self.num_features, num_classes)
-        self.num_classes = num_classes
 
 
 def _cfg(**kwargs: Any) -> PretrainedCfg:

@@ -21,7 +21,7 @@ from torch import nn
 
 from ..exceptions import InvalidParameterError
 from ..nn.norm import NormLayerType
-from ._base import ClassifierModel, check_int, init_weights, make_linear, resolve_norm_layer
+from ._base import FcHeadModel, check_int, init_weights, make_linear, resolve_norm_layer
 from ._builder import build_model_with_cfg
 from ._registry import PretrainedCfg, register_model
 from .resnet import BasicBlock, conv3x3
@@ -58,7 +58,7 @@ class PadShortcut(nn.Module):
         return f"{self.in_planes}, {self.planes}, stride={self.stride}"
 
 
-class CifarResNet(ClassifierModel):
+class CifarResNet(FcHeadModel):
     """ResNet for small images (He et al., CVPR 2016, Sec. 4.2): ``depth = 6n + 2``, stages of 16/32/64 channels.
 
     Paper: K. He et al., "Deep Residual Learning for Image Recognition", CVPR 2016, https://arxiv.org/abs/1512.03385
@@ -133,24 +133,6 @@ class CifarResNet(ClassifierModel):
         """Return the ``layer3`` feature map, shape ``(N, 4 * width, H/4, W/4)``."""
         x = self.relu(self.bn1(self.conv1(x)))
         return self.layer3(self.layer2(self.layer1(x)))
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Global-average-pool and flatten, then (unless ``pre_logits``) dropout and ``fc``."""
-        x = torch.flatten(self.avgpool(x), 1)
-        if pre_logits:
-            return x
-        if self.drop_rate > 0.0:
-            x = F.dropout(x, p=self.drop_rate, training=self.training)
-        return self.fc(x)
-
-    def get_classifier(self) -> nn.Module:
-        """Return ``fc``."""
-        return self.fc
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace ``fc`` with a new ``num_classes``-way linear layer (``0``: ``nn.Identity``)."""
-        self.fc = make_linear("CifarResNet.reset_classifier", self.num_features, num_classes)
-        self.num_classes = num_classes
 
 
 def _cfg(**kwargs: Any) -> PretrainedCfg:

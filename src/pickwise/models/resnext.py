@@ -22,13 +22,19 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..exceptions import InvalidParameterError
 from ..nn.conv.dgconv import DGConv2d
 from ..nn.norm import NormLayerType
-from ._base import ClassifierModel, check_int, init_weights, make_linear, resolve_norm_layer, zero_init_norm
+from ._base import (
+    FcHeadModel,
+    check_int,
+    init_weights,
+    make_linear,
+    resolve_norm_layer,
+    zero_init_norm,
+)
 from ._builder import build_model_with_cfg
 from ._registry import PretrainedCfg, register_model
 from .resnet import ResNet, conv1x1, conv3x3
@@ -194,7 +200,7 @@ class ResNeXt(_ResNeXtLayerMixin, ResNet):
         return self._blocks(width, planes * 4, blocks, stride, norm)
 
 
-class CifarResNeXt(_ResNeXtLayerMixin, ClassifierModel):
+class CifarResNeXt(_ResNeXtLayerMixin, FcHeadModel):
     """ResNeXt-29 for small images (Xie et al., CVPR 2017, Sec. 5.3), optionally with learned groups (G-ResNeXt).
 
     Paper: S. Xie et al., "Aggregated Residual Transformations for Deep Neural Networks", CVPR 2017,
@@ -273,24 +279,6 @@ class CifarResNeXt(_ResNeXtLayerMixin, ClassifierModel):
         """Return the ``layer3`` feature map, shape ``(N, num_features, H/4, W/4)``."""
         x = self.relu(self.bn1(self.conv1(x)))
         return self.layer3(self.layer2(self.layer1(x)))
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Global-average-pool and flatten, then (unless ``pre_logits``) dropout and ``fc``."""
-        x = torch.flatten(self.avgpool(x), 1)
-        if pre_logits:
-            return x
-        if self.drop_rate > 0.0:
-            x = F.dropout(x, p=self.drop_rate, training=self.training)
-        return self.fc(x)
-
-    def get_classifier(self) -> nn.Module:
-        """Return ``fc``."""
-        return self.fc
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace ``fc`` with a new ``num_classes``-way linear layer (``0``: ``nn.Identity``)."""
-        self.fc = make_linear("CifarResNeXt.reset_classifier", self.num_features, num_classes)
-        self.num_classes = num_classes
 
 
 def _cfg(paper: str = _PAPER, cifar: bool = False, **kwargs: Any) -> PretrainedCfg:
