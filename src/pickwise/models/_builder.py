@@ -183,6 +183,9 @@ def load_pretrained(model: nn.Module, cfg: PretrainedCfg, *, in_chans: int = 3) 
     if not isinstance(state_dict, dict):
         raise CheckpointError(f"{name}: weights file {path} holds a {type(state_dict).__name__}, not a state dict")
     state_dict = dict(state_dict)
+    if cfg.state_dict_prefix:
+        cut = len(cfg.state_dict_prefix)
+        state_dict = {k[cut:]: v for k, v in state_dict.items() if k.startswith(cfg.state_dict_prefix)}
 
     first = f"{cfg.first_conv}.weight"
     if in_chans != 3 and first in state_dict:

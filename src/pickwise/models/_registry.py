@@ -62,6 +62,8 @@ class PretrainedCfg:
         first_conv: Module name of the first convolution (adapted when ``in_chans != 3``).
         classifier: Module name of the final classifier (dropped when ``num_classes`` differs).
         label_names: Name of the class-name list for the weights, e.g. ``"imagenet-1k"``.
+        state_dict_prefix: When the file holds a larger network, only its keys starting with this prefix are
+            loaded, with the prefix removed (e.g. ``"module.basenet."`` for CRAFT's backbone).
     """
 
     architecture: str = ""
@@ -82,6 +84,7 @@ class PretrainedCfg:
     first_conv: str = "conv1"
     classifier: str = "fc"
     label_names: str | None = None
+    state_dict_prefix: str | None = None
 
     @property
     def has_weights(self) -> bool:

@@ -70,7 +70,7 @@ def _static_entry(entry: ZooEntry) -> tuple[torch.nn.Module, dict[str, Any]]:
     seed_everything(entry.seed)
     if entry.pretrained:
         model = create_model(entry.model, pretrained=True, norm_layer=entry.norm, **entry.kwargs)
-        return model, {"source_test_acc": None, "num_classes": 1000, "in_chans": 3}
+        return model, {"source_test_acc": None, "num_classes": int(model.num_classes), "in_chans": 3}
     model = create_model(entry.model, num_classes=10, in_chans=1, norm_layer=entry.norm, **entry.kwargs)
     return model, {"source_test_acc": None, "num_classes": 10, "in_chans": 1}
 
