@@ -58,3 +58,9 @@ def test_demo_unknown_job_is_a_usage_error(capsys):
         main(["demo", "segmentation"])
     assert err.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_demo_bad_target_fails_before_building_the_zoo(tmp_path, capsys):
+    assert main(["demo", "--data", "digitz", "--zoo-root", str(tmp_path / "zoo")]) == 2
+    assert "unknown dataset 'digitz'; did you mean 'digits'" in capsys.readouterr().err
+    assert not (tmp_path / "zoo").exists()

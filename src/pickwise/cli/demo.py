@@ -139,10 +139,12 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _run_transfer(args: argparse.Namespace) -> int:
+    from ..data import get_dataset_info
     from ..zoo import QUICK_ZOO, build_zoo
     from . import transfer
     from .main import build_parser
 
+    get_dataset_info(args.data or DEMO_TARGET)  # a bad target fails now, not after minutes of zoo training
     start = time.perf_counter()
     print(f"building the quick zoo in {args.zoo_root} (kept between runs)", file=sys.stderr)
     build_zoo(args.zoo_root, QUICK_ZOO)

@@ -110,6 +110,9 @@ class HFEncoder:
             from transformers import AutoModel, AutoTokenizer
         except ImportError as err:  # pragma: no cover - depends on the environment
             raise ImportError("HFEncoder needs transformers: pip install 'pickwise[select]'") from err
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # a loading bar per encoder clutters the CLI output; our bars stay
         self.tokenizer = AutoTokenizer.from_pretrained(model)
         self.model = AutoModel.from_pretrained(model).to(device).eval()
         self.device = device
