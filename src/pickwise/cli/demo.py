@@ -157,6 +157,8 @@ def _run_transfer(args: argparse.Namespace) -> int:
             "--zoo-root",
             args.zoo_root,
             "--runner-up",
+            "--finetune-epochs",
+            "2",
             "--seed",
             str(args.seed),
             "--output-dir",

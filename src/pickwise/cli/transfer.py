@@ -36,7 +36,11 @@ def add_parser(subparsers: Any) -> None:
     )
     p.add_argument("--data", default=DEFAULT_TARGET, help=f"target dataset or image folder (default: {DEFAULT_TARGET})")
     p.add_argument(
-        "--subset", type=int, default=500, help="score the candidates on N training samples (default: 500; 0: all)"
+        "--subset",
+        type=int,
+        default=2000,
+        help="score the candidates on N training samples (default: 2000; 0: all). Keep N well above the widest "
+        "candidate's feature count: EMMS and LogME fit in-sample, and with N <= D every candidate fits perfectly",
     )
     p.add_argument(
         "--models",
@@ -61,8 +65,8 @@ def add_parser(subparsers: Any) -> None:
         help="convert the picked model's BatchNorm layers before fine-tuning (small batches)",
     )
     p.add_argument("--runner-up", action="store_true", help="also fine-tune the second-ranked candidate")
-    p.add_argument("--test-subset", type=int, default=500, help="evaluate on N test samples (default: 500; 0: all)")
-    add_finetune_arguments(p, subset=500)
+    p.add_argument("--test-subset", type=int, default=1000, help="evaluate on N test samples (default: 1000; 0: all)")
+    add_finetune_arguments(p, subset=2000)
     p.add_argument("--batch-size", type=int, default=256, help="feature-extraction batch size")
     p.add_argument("--device", default="cpu")
     p.add_argument("--cache-dir", default=None, help="feature and label-embedding cache directory")
