@@ -138,7 +138,7 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "train_throughput.json").write_text(json.dumps(meta, indent=2) + "\n")
     lines = [
-        "# Benchmark summary",
+        "## Training throughput (pickwise train)",
         "",
         f"Training throughput, resnet20 + BatchNorm on {data}, global batch "
         f"{args.batch_size}, {args.steps} steps, torch {torch.__version__}, {cores} CPU cores "
