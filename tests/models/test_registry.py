@@ -43,7 +43,7 @@ class TestListModels:
         assert pm.list_models("nothing*") == []
 
     def test_pretrained_only(self):
-        assert pm.list_models(pretrained=True) == ["mobilenet_v2"]
+        assert pm.list_models(pretrained=True) == ["craft_vgg16_bn", "mobilenet_v2"]
 
     def test_is_model(self):
         assert pm.is_model("resnet20")

@@ -86,7 +86,35 @@ class BasicBlock(nn.Module):
         return self.relu(out + identity)
 
 
-class Bottleneck(nn.Module):
+class BottleneckResidual(nn.Module):
+    """Forward of a 1x1 → 3x3 → 1x1 bottleneck with a residual (shared by ResNet and ResNeXt bottlenecks).
+
+    Subclasses set ``conv1``–``conv3``, ``bn1``–``bn3``, ``relu`` and ``downsample`` (``None``: identity shortcut).
+    """
+
+    conv1: nn.Module
+    conv2: nn.Module
+    conv3: nn.Module
+    bn1: nn.Module
+    bn2: nn.Module
+    bn3: nn.Module
+    relu: nn.Module
+    downsample: nn.Module | None
+
+    def zero_init_last(self) -> None:
+        """Zero the last norm's scale so the block starts as the identity."""
+        zero_init_norm(self.bn3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Residual block forward."""
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return self.relu(out + identity)
+
+
+class Bottleneck(BottleneckResidual):
     """1x1 reduce, 3x3 (strided), 1x1 expand by 4, with a residual connection (ResNet-50 and deeper).
 
     Args:
@@ -117,18 +145,6 @@ class Bottleneck(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
         self.stride = stride
-
-    def zero_init_last(self) -> None:
-        """Zero the last norm's scale so the block starts as the identity."""
-        zero_init_norm(self.bn3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Residual block forward."""
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return self.relu(out + identity)
 
 
 class ResNet(FcHeadModel):

@@ -33,11 +33,10 @@ from ._base import (
     init_weights,
     make_linear,
     resolve_norm_layer,
-    zero_init_norm,
 )
 from ._builder import build_model_with_cfg
 from ._registry import PretrainedCfg, register_model
-from .resnet import ResNet, conv1x1, conv3x3
+from .resnet import BottleneckResidual, ResNet, conv1x1, conv3x3
 
 __all__ = [
     "CifarResNeXt",
@@ -58,7 +57,7 @@ _G_PAPER = (
 )
 
 
-class ResNeXtBottleneck(nn.Module):
+class ResNeXtBottleneck(BottleneckResidual):
     """1x1 reduce to ``width``, 3x3 grouped or learned-group conv (strided), 1x1 expand to ``out_planes``, residual.
 
     Args:
@@ -105,18 +104,6 @@ class ResNeXtBottleneck(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
         self.stride = stride
-
-    def zero_init_last(self) -> None:
-        """Zero the last norm's scale so the block starts as the identity."""
-        zero_init_norm(self.bn3)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Residual block forward."""
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        return self.relu(out + identity)
 
 
 @torch.no_grad()
