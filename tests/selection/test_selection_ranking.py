@@ -1,8 +1,10 @@
+import json
+
 import numpy as np
 import pytest
 import scipy.stats
 
-from pickwise.exceptions import InvalidParameterError, ShapeError, UnknownNameError
+from pickwise.exceptions import DataFormatError, InvalidParameterError, ShapeError, UnknownNameError
 from pickwise.selection import (
     bootstrap_ci,
     evaluate_ranking,
@@ -10,7 +12,9 @@ from pickwise.selection import (
     kendall_tau,
     list_metrics,
     pearson,
+    pick_stability,
     rank_models,
+    rank_scores,
     rel_at_k,
     score_models,
     top1_regret,
@@ -192,3 +196,161 @@ class TestRankModels:
             rank_models({"a": np.zeros((3, 2))}, [0, 1, 0], metric="logmee")
         with pytest.raises(InvalidParameterError, match="non-empty mapping"):
             rank_models({}, [0, 1], metric="logme")
+
+
+class TestRankScores:
+    def test_ties_shared_rank_and_alphabetical_order(self):
+        r = rank_scores({"b": 0.5, "c": 0.9, "a": 0.5 + 1e-9, "d": 0.1})
+        assert r == [("c", 0.9), ("a", 0.5 + 1e-9), ("b", 0.5), ("d", 0.1)]  # still a list of tuples
+        assert [e.rank for e in r.entries] == [1, 2, 2, 4]
+        assert r.entries[1].tied_with == ("b",) and r.entries[2].tied_with == ("a",)
+        assert r.entries[0].tied_with == () and r.entries[0].tie_break is None
+        assert r.ties == [("a", "b")]
+        assert "'a' and 'b' tie on score" in r.describe() and "ordered by name" in r.describe()
+
+    @pytest.mark.parametrize("seed", range(10))
+    def test_independent_of_mapping_order(self, seed):
+        rng = np.random.default_rng(seed)
+        names = [f"m{i}" for i in range(8)]
+        vals = rng.integers(0, 3, 8).astype(float)  # many exact ties
+        tb = dict(zip(names, rng.integers(0, 2, 8).astype(float), strict=True))
+        fwd = dict(zip(names, vals, strict=True))
+        rev = dict(reversed(list(fwd.items())))
+        for kw in ({}, {"tie_break": tb, "tie_break_metric": "knn"}, {"higher_is_better": False}):
+            a, b = rank_scores(fwd, **kw), rank_scores(dict(rev), **kw)
+            assert a.entries == b.entries and a.ties == b.ties
+
+    def test_transitive_grouping_and_tolerance(self):
+        r = rank_scores({"x": 1.0, "y": 1.0 + 0.9e-6, "z": 1.0 + 1.8e-6, "w": 1.1})
+        assert r.ties == [("x", "y", "z")]
+        assert rank_scores({"x": 1.0, "y": 1.0 + 0.9e-6}, rtol=0, atol=0).ties == []
+        with pytest.raises(InvalidParameterError, match="rtol"):
+            rank_scores({"x": 1.0}, rtol=-1)
+
+    def test_tie_break_direction_and_missing_values(self):
+        scores = {"a": 0.0, "b": 0.0, "c": 0.0}
+        tb = {"a": 0.2, "b": 0.9, "c": float("nan")}
+        r = rank_scores(scores, tie_break=tb, tie_break_metric="knn_accuracy")
+        assert r.names == ["b", "a", "c"]  # finite tie-breaks first (higher better), NaN then by name
+        assert [e.tie_break for e in r.entries] == [0.9, 0.2, None]
+        assert "ordered by knn_accuracy" in r.describe()
+        r = rank_scores(scores, tie_break=tb, tie_break_metric="loss", tie_break_higher_is_better=False)
+        assert r.names == ["a", "b", "c"]
+
+    def test_lower_is_better(self):
+        assert rank_scores({"a": 2.0, "b": 1.0}, higher_is_better=False).names == ["b", "a"]
+
+    def test_failures_never_ranked(self):
+        r = rank_scores(
+            {"a": 1.0, "b": float("nan"), "c": None, "d": float("inf"), "e": 2.0},
+            metric="logme",
+            failures={"e": "logme: boom", "f": "not scored"},
+        )
+        assert r == [("a", 1.0)]
+        reasons = {f.name: f.reason for f in r.failed}
+        assert [f.name for f in r.failed] == ["b", "c", "d", "e", "f"]
+        assert reasons["b"] == "logme returned NaN" and reasons["c"] == "no score"
+        assert reasons["d"] == "logme returned inf" and reasons["e"] == "logme: boom"
+        assert "5 candidates failed" in r.describe()
+        assert rank_scores({"a": 1.0, "b": 2.0}).describe() == ""
+        assert rank_scores({"a": None}).pick is None
+
+    def test_as_dict_is_strict_json(self):
+        from pickwise.utils.io import strict_json_dumps
+
+        r = rank_scores({"a": 1.0, "b": 1.0, "c": float("nan")})
+        text = strict_json_dumps(r.as_dict())
+        loaded = json.loads(text, parse_constant=lambda c: pytest.fail(f"bare {c} in JSON"))
+        assert loaded["failed"] == [{"name": "c", "score": None, "reason": "score returned NaN"}]
+        assert loaded["ties"] == [["a", "b"]]
+
+
+class TestRankModelsFailures:
+    def _feats(self):
+        rng = np.random.default_rng(0)
+        y = np.arange(120) % 3
+        good = np.eye(3)[y] + 0.2 * rng.normal(size=(120, 3))
+        return y, {"good": good, "dead": np.zeros((120, 3)), "noise": rng.normal(size=(120, 3))}
+
+    @pytest.mark.parametrize("metric", ["logme", "h_score", "gbc", "transrate", "sfda", "parc", "knn_accuracy"])
+    def test_dead_model_is_failed_not_ranked(self, metric):
+        y, feats = self._feats()
+        r = rank_models(feats, y, metric=metric)
+        assert "dead" not in r.names and r.pick == "good", (metric, r, r.failed)
+        (failed,) = r.failed
+        assert failed.name == "dead" and "\n" not in failed.reason
+        assert "zero" in failed.reason or "constant" in failed.reason, failed.reason
+
+    def test_score_models_records_errors(self):
+        y, feats = self._feats()
+        table = score_models(feats, y, metrics=["logme", "h_score"])
+        for metric in ("logme", "h_score"):
+            assert table[metric]["dead"]["score"] is None and table[metric]["dead"]["error"]
+            assert np.isfinite(table[metric]["good"]["score"]) and "error" not in table[metric]["good"]
+
+    def test_shared_parameter_error_still_raises(self):
+        _, feats = self._feats()
+        with pytest.raises(InvalidParameterError, match="at least 2 classes"):
+            rank_models(feats, np.zeros(120), metric="logme")
+
+    def test_tie_break_metric(self):
+        rng = np.random.default_rng(0)
+        y = np.arange(200) % 2
+        weak = np.eye(2)[y] + 2.0 * rng.normal(size=(200, 2))
+        strong = np.eye(2)[y] + 0.1 * rng.normal(size=(200, 2))
+        # a constant metric makes every candidate tie; knn accuracy then orders them
+        r = rank_models({"weak": weak, "strong": strong}, y, metric="logme", rtol=10.0, tie_break_metric="knn")
+        assert r.ties == [("strong", "weak")] and r.names == ["strong", "weak"]
+        assert r.tie_break_metric == "knn_accuracy" and r.entries[0].tie_break > r.entries[1].tie_break
+        assert r.entries[0].rank == r.entries[1].rank == 1
+
+
+class TestPickStability:
+    def test_clear_pick_is_stable_and_deterministic(self):
+        rng = np.random.default_rng(0)
+        y = np.arange(150) % 3
+        feats = {"good": np.eye(3)[y] + 0.3 * rng.normal(size=(150, 3)), "noise": rng.normal(size=(150, 3))}
+        calls = []
+        a = pick_stability(feats, y, metric="logme", n_resamples=15, seed=3, progress=lambda i, n: calls.append((i, n)))
+        b = pick_stability(feats, y, metric="logme", n_resamples=15, seed=3)
+        assert a.pick == "good" and a.share == 1.0 and not a.uncertain and a.n_resamples == 15
+        assert a.first_shares == b.first_shares and a.stratified
+        assert calls == [(i, 15) for i in range(1, 16)]
+        assert "stays first in 100% of 15" in a.describe()
+
+    def test_near_tie_is_uncertain(self):
+        rng = np.random.default_rng(1)
+        y = np.arange(200) % 2
+        base = np.eye(2)[y]
+        feats = {k: base + 1.5 * rng.normal(size=(200, 2)) for k in ("a", "b", "c")}
+        st = pick_stability(feats, y, metric="h_score", n_resamples=30, seed=0)
+        assert 0 < st.share < 1 and sum(st.first_shares.values()) == pytest.approx(1.0)
+        assert st.runner_up is not None and st.runner_up_share > 0
+        assert st.uncertain == (st.share < 0.8)
+        # reference: the same resampling by hand
+        full = rank_models(feats, y, metric="h_score").pick
+        assert st.pick == full
+
+    def test_per_sample_embeddings_resampled_with_features(self):
+        rng = np.random.default_rng(2)
+        y = np.arange(120) % 4
+        emb = rng.normal(size=(4, 6))[y] + 0.05 * rng.normal(size=(120, 6))
+        feats = {
+            "good": emb @ rng.normal(size=(6, 5)) + 0.1 * rng.normal(size=(120, 5)),
+            "bad": rng.normal(size=(120, 5)),
+        }
+        st = pick_stability(feats, None, metric="emms", label_embeddings=emb, n_resamples=5)
+        assert st.pick == "good" and st.share == 1.0 and not st.stratified
+        with pytest.raises(ShapeError, match="label_embeddings"):
+            pick_stability(feats, None, metric="emms", label_embeddings=emb[:100], n_resamples=2)
+
+    def test_max_seconds_and_errors(self):
+        rng = np.random.default_rng(0)
+        y = np.arange(60) % 2
+        feats = {"a": rng.normal(size=(60, 3)), "b": rng.normal(size=(60, 3))}
+        st = pick_stability(feats, y, metric="h_score", n_resamples=1000, max_seconds=1e-9)
+        assert st.n_resamples == 1 and st.n_requested == 1000
+        with pytest.raises(DataFormatError, match="no candidate"):
+            pick_stability({"dead": np.zeros((60, 3))}, y, metric="logme", n_resamples=2)
+        with pytest.raises(InvalidParameterError, match="threshold"):
+            pick_stability(feats, y, metric="logme", threshold=2)

@@ -31,11 +31,17 @@ from .nce import nce
 from .nleep import nleep
 from .parc import parc
 from .ranking import (
+    FailedCandidate,
+    PickStability,
+    RankedCandidate,
+    Ranking,
     bootstrap_ci,
     evaluate_ranking,
     kendall_tau,
     pearson,
+    pick_stability,
     rank_models,
+    rank_scores,
     rel_at_k,
     score_models,
     top1_regret,
@@ -45,8 +51,10 @@ from .sfda import sfda
 from .simple import knn_accuracy, linear_probe_accuracy
 from .transrate import transrate
 
+# Engineer B's selection/job.py (select_models, transfer, ...) is exported here by the lead, not in this module.
 __all__ = [
     "EMMS",
+    "FailedCandidate",
     "HFEncoder",
     "HashingEncoder",
     "LEEP",
@@ -77,7 +85,12 @@ __all__ = [
     "nleep",
     "parc",
     "pearson",
+    "pick_stability",
+    "PickStability",
     "rank_models",
+    "rank_scores",
+    "RankedCandidate",
+    "Ranking",
     "register_metric",
     "rel_at_k",
     "score_models",

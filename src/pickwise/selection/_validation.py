@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..exceptions import InvalidParameterError, ShapeError
+from ..exceptions import DataFormatError, InvalidParameterError, ShapeError
 
 __all__ = [
     "SelectionWarning",
@@ -73,8 +73,15 @@ def _check_finite(arr: np.ndarray, *, where: str, name: str) -> None:
         raise InvalidParameterError(f"{where}: {name} contains {what}; remove or impute non-finite values first.")
 
 
-def check_features(x: Any, *, where: str, name: str = "features", min_samples: int = 2) -> np.ndarray:
-    """Validate a 2-D finite feature matrix ``(n_samples, n_features)`` and return a float64 copy."""
+def check_features(
+    x: Any, *, where: str, name: str = "features", min_samples: int = 2, reject_constant: bool = True
+) -> np.ndarray:
+    """Validate a 2-D finite feature matrix ``(N, D)`` with ``N >= min_samples``; returns a float64 copy.
+
+    With ``reject_constant`` (the default) a matrix whose rows are all identical (every feature constant over the
+    samples, e.g. all zero from a dead model) raises :class:`DataFormatError`: it carries no information about
+    the samples, and a metric that returned a number for it would be ranking nothing.
+    """
     arr = as_float_array(x, where=where, name=name)
     if arr.ndim != 2:
         hint = " Use features.reshape(-1, 1) for a single feature." if arr.ndim == 1 else ""
@@ -84,6 +91,12 @@ def check_features(x: Any, *, where: str, name: str = "features", min_samples: i
     if arr.shape[0] < min_samples:
         raise ShapeError(f"{where}: {name} needs at least {min_samples} samples; got {arr.shape[0]}.")
     _check_finite(arr, where=where, name=name)
+    if reject_constant and (arr == arr[:1]).all():
+        what = "zero" if not arr.any() else "identical"
+        raise DataFormatError(
+            f"{where}: all {arr.shape[0]} {name} rows are {what} (every one of the {arr.shape[1]} features is "
+            "constant: a dead model?); they carry no information to score. Check the feature extractor."
+        )
     return arr
 
 

@@ -27,7 +27,7 @@ def eep_matrix(probs: np.ndarray, y: np.ndarray, n_classes: int) -> np.ndarray:
 
 
 def _check_probs(probs: Any, where: str) -> np.ndarray:
-    p = check_features(probs, where=where, name="probs")
+    p = check_features(probs, where=where, name="probs", reject_constant=False)
     if (p < 0).any() or not np.allclose(p.sum(axis=1), 1.0, atol=1e-3):
         raise InvalidParameterError(
             f"{where}: probs must be rows of source-class probabilities (non-negative, summing to 1); "
