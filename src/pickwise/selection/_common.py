@@ -141,7 +141,7 @@ def simplex_qp(m: np.ndarray, *, max_enumerate: int = 10, max_iter: int = 20000,
                 t[idx] = np.maximum(ts, 0.0)
                 t /= t.sum()
                 v = float(t @ m @ t)
-                if v < best_v - 1e-15 * max(1.0, abs(best_v)):
+                if best_t is None or v < best_v - 1e-15 * max(1.0, abs(best_v)):
                     best_t, best_v = t, v
         if best_t is not None:
             return best_t

@@ -1,4 +1,4 @@
-"""EMMS: Efficient Multi-task Model Selector (``meng2023emms``), solved exactly, plus the released one-step variant.
+"""EMMS: Efficient Multi-task Model Selector (``meng2023emms``): out-of-sample (GCV) default, exact, released.
 
 Meng et al., "Foundation Model is Efficient Multimodal Multitask Model Selector", NeurIPS 2023,
 https://arxiv.org/abs/2308.06262.
@@ -28,6 +28,10 @@ __all__ = ["emms"]
 
 _WHERE = "emms"
 
+#: ``"gcv"`` (default): out-of-sample fit by generalized cross-validation of a ridge regression;
+#: ``"exact"``: the paper's in-sample objective solved exactly; ``"official"``: the released code's one step.
+MODES = ("gcv", "exact", "official")
+
 
 @dataclass
 class _EMMSResult:
@@ -35,6 +39,8 @@ class _EMMSResult:
     weights: np.ndarray
     gram: np.ndarray | None
     classes: np.ndarray | None
+    ridge: float | None = None  # gcv mode: the chosen ridge penalty lambda (on standardized features)
+    df: float | None = None  # gcv mode: effective degrees of freedom of the ridge fit at that lambda
 
 
 def _finite(arr: np.ndarray, name: str) -> np.ndarray:
@@ -163,6 +169,129 @@ def _fit_exact(x: np.ndarray, blocks: list[np.ndarray], y: np.ndarray | None, n_
     return _EMMSResult(-value / (n * width), t, gram, None)
 
 
+def _targets(blocks: list[np.ndarray], y: np.ndarray | None, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Standardized, concatenated embeddings ``(rows, L K)`` and their Gram ``YY_kj = <Y_k, Y_j>_F`` (K x K).
+
+    Per-sample blocks give N rows; class-level blocks give C rows (expanded to samples through ``y``).
+    """
+    if y is None:
+        ys = [standardize(b) for b in blocks]
+        yy = np.array([[np.vdot(a, b) for b in ys] for a in ys])
+        return np.concatenate(ys, axis=1), yy
+    counts = np.bincount(y, minlength=n_classes).astype(np.float64)
+    es = [_standardize_class_level(b, counts) for b in blocks]
+    yy = np.array([[float(np.sum(counts[:, None] * a * b)) for b in es] for a in es])
+    return np.concatenate(es, axis=1), yy
+
+
+def _spectral_projection(
+    x: np.ndarray, cat: np.ndarray, y: np.ndarray | None, n_classes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues ``w`` (r,) of ``X^T X`` (above a rank threshold) and ``Z = U^T Y`` (r, L K), ``X = U S V^T``.
+
+    ``Y`` is the per-sample target; for class-level targets ``U^T Y = (class sums of U)^T E`` (no N x L K matrix).
+    Uses the D x D Gram when ``D <= N`` and the N x N kernel otherwise.
+    """
+    n, d = x.shape
+    tiny = np.finfo(np.float64).eps * 10 * max(n, d)
+    if d <= n:
+        w, v = eigh(x.T @ x)
+        keep = w > max(w[-1], 0.0) * tiny
+        w, v = w[keep], v[:, keep]
+        xty = x.T @ cat if y is None else class_sums(x, y, n_classes).T @ cat
+        z = (v.T @ xty) / np.sqrt(w)[:, None]
+    else:
+        w, u = eigh(x @ x.T)
+        keep = w > max(w[-1], 0.0) * tiny
+        w, u = w[keep], u[:, keep]
+        z = u.T @ cat if y is None else class_sums(u, y, n_classes).T @ cat
+    return w, z
+
+
+def _golden_min(f: Any, lo: float, hi: float, iters: int = 40) -> tuple[float, float]:
+    """Golden-section search of a unimodal ``f`` on ``[lo, hi]``; returns ``(argmin, min)``."""
+    g = (np.sqrt(5.0) - 1.0) / 2.0
+    a, b = lo, hi
+    c, d = b - g * (b - a), a + g * (b - a)
+    fc, fd = f(c), f(d)
+    for _ in range(iters):
+        if fc <= fd:
+            b, d, fd = d, c, fc
+            c = b - g * (b - a)
+            fc = f(c)
+        else:
+            a, c, fc = c, d, fd
+            d = a + g * (b - a)
+            fd = f(d)
+    return (c, fc) if fc <= fd else (d, fd)
+
+
+#: log10 grid of the ridge penalty, relative to the largest eigenvalue of X^T X (4 points per decade).
+_GCV_GRID = np.linspace(-10.0, 3.0, 53)
+
+
+def _fit_gcv(x: np.ndarray, blocks: list[np.ndarray], y: np.ndarray | None, n_classes: int) -> _EMMSResult:
+    r"""Out-of-sample EMMS: the WLSR residual estimated by generalized cross-validation of a ridge fit.
+
+    For a ridge penalty lambda, the hat matrix ``H = X (X^T X + lambda I)^{-1} X^T`` has eigenvalues
+    ``s_j / (s_j + lambda)`` on the left singular vectors ``u_j`` of X, so with ``f_j = lambda / (s_j + lambda)``
+    and ``Z_k = U^T Y_k``
+
+    .. math::
+
+        \|(I - H) Y t\|^2 = t^\top M(\lambda) t,\quad
+        M(\lambda)_{kj} = \langle Y_k, Y_j \rangle - \sum_r (1 - f_r^2) \langle z_{rk}, z_{rj} \rangle,\qquad
+        \mathrm{GCV}(\lambda, t) = \frac{t^\top M(\lambda) t / N}{(1 - (1 + \mathrm{df}(\lambda)) / N)^2}
+
+    with ``df = sum_r s_r / (s_r + lambda)`` (+1 for the intercept removed by centring). The score is
+    ``-min_{lambda, t in simplex} GCV / L``: a K x K simplex QP per lambda on a log grid, then a golden-section
+    refinement of log lambda around the best grid point.
+    """
+    n = x.shape[0]
+    k = len(blocks)
+    width = blocks[0].shape[1]
+    cat, yy = _targets(blocks, y, n_classes)
+    w, z = _spectral_projection(x, cat, y, n_classes)
+    r = w.size
+    z = z.reshape(r, k, width)
+    per = np.einsum("rkl,rjl->rkj", z, z)  # (r, K, K)
+    outside = yy - per.sum(axis=0)
+    outside = 0.5 * (outside + outside.T)
+    ev, evec = np.linalg.eigh(outside)  # PSD in exact arithmetic: clip the round-off (e.g. r = N - 1)
+    ev = np.where(ev > 1e-10 * max(float(np.trace(yy)), 1e-300), ev, 0.0)
+    outside = (evec * ev) @ evec.T
+    free = max(n - 1 - r, 0)  # residual degrees of freedom outside the span of X (the intercept costs one)
+    scale = float(w[-1]) if r else 1.0
+
+    def value(log_lam: float) -> tuple[float, np.ndarray]:
+        lam = scale * 10.0**log_lam
+        f = lam / (w + lam)
+        m = outside + np.einsum("r,rkj->kj", f * f, per)
+        m = 0.5 * (m + m.T)
+        t = simplex_qp(m) if k > 1 else np.ones(1)
+        resid = max(float(t @ m @ t), 0.0)
+        dof = (free + float(f.sum())) / n
+        return resid / (n * width) / (dof * dof), t
+
+    if r == 0:
+        t = simplex_qp(yy) if k > 1 else np.ones(1)
+        return _EMMSResult(-float(t @ yy @ t) / (n * width) * (n / (n - 1)) ** 2, t, yy, None)
+    grid = [value(g)[0] for g in _GCV_GRID]
+    i = int(np.argmin(grid))
+    lo, hi = _GCV_GRID[max(i - 1, 0)], _GCV_GRID[min(i + 1, len(_GCV_GRID) - 1)]
+    best_log, best = _golden_min(lambda g: value(g)[0], float(lo), float(hi))
+    if grid[i] < best:
+        best_log, best = float(_GCV_GRID[i]), grid[i]
+    _, t = value(best_log)
+    lam = scale * 10.0**best_log
+    f = lam / (w + lam)
+    gram = outside + np.einsum("r,rkj->kj", f * f, per)
+    res = _EMMSResult(-best, t, 0.5 * (gram + gram.T), None)
+    res.ridge = lam
+    res.df = float(np.sum(w / (w + lam)))
+    return res
+
+
 def _fit_official(x: np.ndarray, blocks: list[np.ndarray], y: np.ndarray | None) -> _EMMSResult:
     """Port of ``metrics.py::EMMS`` (OpenGVLab/Multitask-Model-Selector): one LS step, sparsemax, ``-res/N*L``."""
     if y is not None:
@@ -185,7 +314,7 @@ def _fit_official(x: np.ndarray, blocks: list[np.ndarray], y: np.ndarray | None)
 
 
 def _emms_fit(features: Any, label_embeddings: Any, labels: Any, mode: str) -> _EMMSResult:
-    check_option(mode, ("exact", "official"), where=_WHERE, name="mode")
+    check_option(mode, MODES, where=_WHERE, name="mode")
     x = check_features(features, where=_WHERE)
     n, d = x.shape
     if labels is None:
@@ -195,13 +324,16 @@ def _emms_fit(features: Any, label_embeddings: Any, labels: Any, mode: str) -> _
         classes, y = check_classification_labels(labels, n, where=_WHERE)
         n_classes = len(classes)
         blocks = _class_blocks(label_embeddings, classes)
-    if d >= n / 5:
+    if mode != "gcv" and d >= n / 5:
         warn(
             f"emms: n_features={d} >= n_samples/5={n / 5:g}; EMMS measures an in-sample R^2, which is biased "
-            "towards wide features on small datasets (it reaches the maximum when n_features >= n_samples)."
+            "towards wide features on small datasets (it reaches the maximum when n_features >= n_samples); "
+            "mode='gcv' (the default) estimates the out-of-sample fit instead."
         )
     if mode == "official":
         res = _fit_official(x, blocks, y)
+    elif mode == "gcv":
+        res = _fit_gcv(standardize(x), blocks, y, n_classes)
     else:
         res = _fit_exact(standardize(x), blocks, y, n_classes)
     res.classes = classes
@@ -209,7 +341,7 @@ def _emms_fit(features: Any, label_embeddings: Any, labels: Any, mode: str) -> _
 
 
 @register_metric("emms", input="label_embeddings", tasks=("classification", "multilabel", "regression", "text"))
-def emms(features: Any, label_embeddings: Any, *, labels: Any = None, mode: str = "exact") -> float:
+def emms(features: Any, label_embeddings: Any, *, labels: Any = None, mode: str = "gcv") -> float:
     r"""EMMS transferability score: how well features linearly explain the (mixed) label embeddings.
 
     Meng et al., "Foundation Model is Efficient Multimodal Multitask Model Selector", NeurIPS 2023.
@@ -222,9 +354,28 @@ def emms(features: Any, label_embeddings: Any, *, labels: Any = None, mode: str 
         M_{kj} = \langle (I - P_X) Y_k, (I - P_X) Y_j \rangle_F
 
     with X the column-standardized features and Y_k the column-standardized embeddings of encoder k (population
-    std; constant columns become 0). ``mode="exact"`` solves the K x K simplex QP exactly (support enumeration);
-    ``mode="official"`` reproduces the released code (one least-squares step with equal weights, an unconstrained
-    fit of t projected with sparsemax, score ``-||XW - Yt||^2 / N * L``), whose scale differs by a factor L^2.
+    std; constant columns become 0). That is the paper's objective, an in-sample fit: when D >= N - 1 the
+    projection P_X is the identity on centred data and every candidate scores exactly 0 (its maximum), whatever
+    its features. Three modes:
+
+    - ``mode="gcv"`` (default): the same weighted regression, scored out of sample. W is a ridge fit
+      ``(X^T X + lambda I)^{-1} X^T Y t`` and the residual is replaced by its generalized cross-validation estimate
+      (Golub, Heath & Wahba, 1979, a rotation-invariant form of leave-one-out), minimised jointly over lambda and
+      t on the simplex:
+
+      .. math::
+
+          T_{gcv} = -\frac{1}{L} \min_{\lambda > 0,\ t \in \Delta^{K-1}}
+              \frac{\| (I - H_\lambda) \textstyle\sum_k t_k Y_k \|_F^2 / N}{(1 - (1 + \mathrm{tr} H_\lambda)/N)^2},
+          \quad H_\lambda = X (X^\top X + \lambda I)^{-1} X^\top
+
+      (the +1 counts the intercept removed by centring). It is informative at every N/D, close to ``"exact"``
+      when N >> D (``T_gcv <= T_exact`` always), about ``-min_t t^T (Y^T Y) t / (N L)`` (the label-only
+      baseline, -1 for one oracle) for features that carry no signal. Cost: one eigendecomposition of the
+      min(N, D)-sized Gram, then a K x K QP per lambda (53-point log grid plus a golden-section refinement).
+    - ``mode="exact"``: the paper's in-sample objective, K x K simplex QP solved exactly (support enumeration).
+    - ``mode="official"``: the released code (one least-squares step with equal weights, an unconstrained fit of
+      t projected with sparsemax, score ``-||XW - Yt||^2 / N * L``), whose scale differs by a factor L^2.
 
     Args:
         features: Candidate-model features.
@@ -233,7 +384,7 @@ def emms(features: Any, label_embeddings: Any, *, labels: Any = None, mode: str 
             ``(C, L)`` arrays (rows in ``np.unique(labels)`` order) or a mapping ``{class: (L,) or (L, K)}``.
             The class-level form never builds the N x L x K tensor.
         labels: Class labels (any hashable values) selecting the class-level form.
-        mode: ``"exact"`` or ``"official"``.
+        mode: ``"gcv"`` (default), ``"exact"`` or ``"official"``.
 
     Shape:
         - features: ``(N, D)``
@@ -241,14 +392,16 @@ def emms(features: Any, label_embeddings: Any, *, labels: Any = None, mode: str 
         - labels: ``(N,)``
 
     Returns:
-        The score (higher is better); ``-1 <= score <= 0`` in exact mode.
+        The score (higher is better); ``-1 <= score <= 0`` in exact mode, ``-N^2/(N-1)^2 <= score <= 0`` in gcv
+        mode.
 
     Raises:
         ShapeError: wrong dimensionality, N mismatch, encoders of different widths, wrong number of class rows.
         InvalidParameterError: NaN/inf, fewer than two classes, unknown ``mode``.
 
     Warns:
-        SelectionWarning: when ``D >= N / 5`` (in-sample R^2 bias towards wide features).
+        SelectionWarning: in ``"exact"`` and ``"official"`` modes when ``D >= N / 5`` (in-sample R^2 bias
+            towards wide features).
 
     Example:
         >>> import numpy as np

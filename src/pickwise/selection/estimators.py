@@ -56,19 +56,21 @@ class _BaseScorer:
 
 
 class EMMS(_BaseScorer):
-    """EMMS estimator: ``EMMS(mode="exact").fit(features, label_embeddings, labels=None)``.
+    """EMMS estimator: ``EMMS(mode="gcv").fit(features, label_embeddings, labels=None)``.
 
     Attributes:
         score_: The EMMS score (see :func:`pickwise.selection.emms`).
         weights_: Oracle weights t on the simplex, one per label-embedding encoder ``(K,)``.
-        residual_gram_: The K x K matrix M of the exact QP (``None`` in official mode).
+        residual_gram_: The K x K matrix M of the QP (at the chosen ridge penalty in gcv mode; ``None`` in
+            official mode).
+        ridge_: gcv mode: the ridge penalty chosen by generalized cross-validation (``None`` otherwise).
         classes_: Sorted classes when ``labels`` were given, else ``None``.
         n_features_in_: D.
     """
 
     name = "emms"
 
-    def __init__(self, mode: str = "exact") -> None:
+    def __init__(self, mode: str = "gcv") -> None:
         self.mode = mode
 
     def fit(self, X: Any, E: Any, labels: Any = None) -> EMMS:
@@ -77,6 +79,7 @@ class EMMS(_BaseScorer):
         self.score_ = res.score
         self.weights_ = res.weights
         self.residual_gram_ = res.gram
+        self.ridge_ = res.ridge
         self.classes_ = res.classes
         self.n_features_in_ = int(np.shape(X)[1])
         return self
