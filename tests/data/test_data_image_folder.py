@@ -8,7 +8,7 @@ import torch
 
 from pickwise.data import create_dataset, get_dataset_info, load_image_folder
 from pickwise.data._base import channel_mean_std
-from pickwise.exceptions import DataFormatError, DataNotFoundError
+from pickwise.exceptions import DataFormatError, DataNotFoundError, InvalidParameterError
 
 Image = pytest.importorskip("PIL.Image")
 
@@ -172,3 +172,115 @@ def test_truncated_image(tmp_path):
     bad.write_bytes(bad.read_bytes()[:200])
     with pytest.raises(DataFormatError, match=r"a/img00\.jpg"):
         create_dataset(tmp_path)
+
+
+def png_header_only(path, width, height):
+    """A PNG whose header declares width x height (8-bit grey) with a one-row image body: only the header is valid."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    body = zlib.compress(b"\x00" * (width + 1))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", body) + chunk(b"IEND", b""))
+    return path
+
+
+def test_single_class_refused(tmp_path):
+    make_folder(tmp_path, {"only": 4})
+    with pytest.raises(DataFormatError, match=r"found 1 class in .*; classification needs >= 2 class folders") as err:
+        create_dataset(tmp_path)
+    assert "\n" not in str(err.value)
+    make_folder(tmp_path / "split" / "train", {"only": 3})
+    make_folder(tmp_path / "split" / "test", {"only": 1})
+    with pytest.raises(DataFormatError, match="found 1 class in .*train; classification needs >= 2"):
+        create_dataset(tmp_path / "split")
+
+
+def test_symlink_outside_root_skipped(tmp_path):
+    root = tmp_path / "root"
+    make_folder(root, {"a": 3, "b": 3})
+    outside = write_image(tmp_path / "elsewhere" / "x.png", seed=5)
+    (root / "a" / "link.png").symlink_to(outside)
+    (root / "everything").symlink_to("/")  # would walk the whole filesystem if followed
+    (root / "b" / "dangling.png").symlink_to(tmp_path / "missing.png")
+    with pytest.warns(UserWarning, match=r"skipped 2 symbolic link\(s\) that lead outside it and 1 broken") as rec:
+        info, _ = load_image_folder(root)
+    assert "follow_symlinks=True" in str(rec[0].message)
+    assert info.class_names == ("a", "b")
+    assert info.num_train + info.num_test == 6
+    assert "skipped 2 symbolic link(s)" in info.source
+    # asked for: the outside file is followed (the / link is removed first: it is not an image class)
+    (root / "everything").unlink()
+    with pytest.warns(UserWarning, match=r"skipped 1 broken symbolic link\(s\)\.$"):
+        info, _ = load_image_folder(root, follow_symlinks=True)
+    assert info.num_train + info.num_test == 7
+
+
+def test_symlink_inside_root_followed_and_cycles_end(tmp_path):
+    make_folder(tmp_path, {"a": 3, "b": 3})
+    (tmp_path / "a" / "again.png").symlink_to(tmp_path / "b" / "img00.png")
+    (tmp_path / "b" / "loop").symlink_to(tmp_path / "b")  # a cycle inside the root
+    (tmp_path / "c").symlink_to(tmp_path / "a")  # a class folder linked to another one inside the root
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        info, _ = load_image_folder(tmp_path)
+    assert info.class_names == ("a", "b", "c")
+    assert info.num_train + info.num_test == 4 + 3 + 4
+
+
+def test_env_follow_symlinks(tmp_path, monkeypatch):
+    root = tmp_path / "root"
+    make_folder(root, {"a": 3, "b": 3})
+    (root / "b" / "link.png").symlink_to(write_image(tmp_path / "x.png", seed=7))
+    monkeypatch.setenv("PICKWISE_FOLLOW_SYMLINKS", "1")
+    assert get_dataset_info(root).num_train + get_dataset_info(root).num_test == 7
+    with pytest.warns(UserWarning, match="skipped 1 symbolic link"):
+        assert create_dataset(root, follow_symlinks=False).info.num_train == 4
+
+
+def test_pixel_limit_from_header(tmp_path, monkeypatch):
+    make_folder(tmp_path, {"a": 3, "b": 3})
+    big = png_header_only(tmp_path / "b" / "huge.png", 12000, 12000)  # 144 MP; only the header is real
+    with pytest.raises(
+        DataFormatError, match=r"huge\.png is 12000x12000 = 144\.0 megapixels, above the limit of 40 me"
+    ):
+        create_dataset(tmp_path, image_size=8)
+    with pytest.raises(DataFormatError, match=r"pass max_pixels=144000000 \(or set PICKWISE_MAX_IMAGE_PIXELS=1440"):
+        create_dataset(tmp_path, image_size=8)
+    big.unlink()
+    with pytest.raises(DataFormatError, match=r"img00\.png is 10x12 = 0\.0 megapixels, above the limit of 0\.0001 me"):
+        create_dataset(tmp_path, max_pixels=100)
+    assert len(create_dataset(tmp_path, max_pixels=120)) == 4
+    monkeypatch.setenv("PICKWISE_MAX_IMAGE_PIXELS", "119")
+    with pytest.raises(DataFormatError, match="above the limit"):
+        get_dataset_info(tmp_path)
+    monkeypatch.setenv("PICKWISE_MAX_IMAGE_PIXELS", "lots")
+    with pytest.raises(InvalidParameterError, match="PICKWISE_MAX_IMAGE_PIXELS must be a positive integer"):
+        get_dataset_info(tmp_path)
+    monkeypatch.delenv("PICKWISE_MAX_IMAGE_PIXELS")
+    for bad in (0, -5, 2.5, True):
+        with pytest.raises(InvalidParameterError, match="max_pixels must be a positive integer"):
+            load_image_folder(tmp_path, max_pixels=bad)
+
+
+def test_pillow_decompression_bomb_is_one_line(tmp_path):
+    make_folder(tmp_path, {"a": 3, "b": 3})
+    png_header_only(tmp_path / "a" / "bomb.png", 20000, 20000)  # 400 MP > 2 * PIL.Image.MAX_IMAGE_PIXELS
+    with pytest.raises(DataFormatError, match=r"bomb\.png is above Pillow's decompression-bomb limit") as err:
+        load_image_folder(tmp_path, max_pixels=10**9)
+    assert "\n" not in str(err.value)
+    assert "MAX_IMAGE_PIXELS" in str(err.value)
+
+
+def test_control_characters_in_names_stay_on_one_line(tmp_path):
+    make_folder(tmp_path, {"a\nb": 3, "c": 3})
+    (tmp_path / "a\nb" / "bad.png").write_bytes(b"garbage")
+    with pytest.raises(DataFormatError, match=r"a\\nb/bad\.png") as err:
+        create_dataset(tmp_path)
+    assert "\n" not in str(err.value)

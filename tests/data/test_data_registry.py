@@ -99,8 +99,9 @@ def test_missing_optional_package(monkeypatch, module, loader, name, pip):
 
 
 def test_missing_pillow(monkeypatch, tmp_path):
-    (tmp_path / "a").mkdir()
-    (tmp_path / "a" / "x.png").write_bytes(b"")
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "x.png").write_bytes(b"")
     monkeypatch.setitem(sys.modules, "PIL.Image", None)
     with pytest.raises(DataNotFoundError, match="pip install pillow"):
         create_dataset(tmp_path)

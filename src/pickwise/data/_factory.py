@@ -64,7 +64,12 @@ def _root(root: PathArg | None) -> Path | None:
 
 
 def get_dataset_info(
-    name: str | os.PathLike[str], root: PathArg | None = None, *, image_size: int | tuple[int, int] | None = None
+    name: str | os.PathLike[str],
+    root: PathArg | None = None,
+    *,
+    image_size: int | tuple[int, int] | None = None,
+    follow_symlinks: bool | None = None,
+    max_pixels: int | None = None,
 ) -> DatasetInfo:
     """Return the :class:`DatasetInfo` of a built-in dataset or an image folder.
 
@@ -78,6 +83,10 @@ def get_dataset_info(
         root: Data directory for datasets read from files (``fashion-mnist``; the folder for ``name="folder"``).
             Ignored when ``name`` is itself a folder path.
         image_size: Resize target ``H`` or ``(H, W)``; reflected in ``info.image_size``.
+        follow_symlinks: Image folders only: follow symbolic links that lead outside the folder (see
+            :func:`~pickwise.data.load_image_folder`).
+        max_pixels: Image folders only: the largest allowed image, in pixels (see
+            :func:`~pickwise.data.load_image_folder`).
 
     Raises:
         UnknownNameError: If ``name`` is neither registered nor an existing directory.
@@ -87,7 +96,7 @@ def get_dataset_info(
     size = as_image_size(image_size)
     target = _resolve(name, root)
     if isinstance(target, Path):
-        return load_image_folder(target, image_size=size)[0]
+        return load_image_folder(target, image_size=size, follow_symlinks=follow_symlinks, max_pixels=max_pixels)[0]
     info = target.info(_root(root))
     return info if size is None else replace(info, image_size=size)
 
@@ -110,6 +119,8 @@ def create_dataset(
     subset: int | None = None,
     image_size: int | tuple[int, int] | None = None,
     seed: int = 0,
+    follow_symlinks: bool | None = None,
+    max_pixels: int | None = None,
 ) -> ImageClassificationDataset:
     """Load one split of a dataset into memory.
 
@@ -128,6 +139,10 @@ def create_dataset(
         image_size: Resize every image to ``H`` x ``H`` (int) or ``(H, W)``: bilinear with antialiasing (torch)
             for built-in datasets, Pillow bilinear for image folders. Built-in ``mean``/``std`` are not recomputed.
         seed: Seed of the ``subset`` draw.
+        follow_symlinks: Image folders only: follow symbolic links that lead outside the folder (default: skip
+            them, or ``$PICKWISE_FOLLOW_SYMLINKS``; see :func:`~pickwise.data.load_image_folder`).
+        max_pixels: Image folders only: the largest allowed image, in pixels, checked before decoding (default
+            40 megapixels, or ``$PICKWISE_MAX_IMAGE_PIXELS``).
 
     Returns:
         The split as an :class:`ImageClassificationDataset`; ``dataset.info`` describes the whole dataset.
@@ -145,7 +160,9 @@ def create_dataset(
     size = as_image_size(image_size)
     target = _resolve(name, root)
     if isinstance(target, Path):
-        info, splits = load_image_folder(target, image_size=size)
+        info, splits = load_image_folder(
+            target, image_size=size, follow_symlinks=follow_symlinks, max_pixels=max_pixels
+        )
         loaded: LoadedSplit = splits[split]
         if loaded.targets.size == 0:
             raise DataFormatError(
