@@ -108,25 +108,23 @@ def transrate_reference(f, y, eps=1e-4):  # tllib/ranking/transrate.py
     return coding_rate(f) - sum(coding_rate(f[y == i]) for i in range(c)) / c
 
 
-def gbc_reference(f, y, diagonal):
+def gbc_reference(f, y, diagonal, form="paper"):
+    """Naive float64 GBC. ``form="authors"`` ports google-research stable_transfer gbc.py (spherical: scalar
+    variances, so the log term enters once); ``form="paper"`` is the Bhattacharyya distance of N(mu, s I_D)."""
     c = y.max() + 1
     mus = [f[y == i].mean(0) for i in range(c)]
     vs = [np.maximum(f[y == i].var(0), 1e-4) for i in range(c)]
     if not diagonal:
-        vs = [np.full(f.shape[1], v.mean()) for v in vs]
+        vs = [v.mean() for v in vs] if form == "authors" else [np.full(f.shape[1], v.mean()) for v in vs]
     total = 0.0
     for i in range(c):
         for j in range(c):
             if i == j:
                 continue
             avg = (vs[i] + vs[j]) / 2
-            db = (
-                np.sum((mus[i] - mus[j]) ** 2 / avg) / 8
-                + 0.5 * np.sum(np.log(avg))
-                - 0.25 * np.sum(np.log(vs[i]))
-                - 0.25 * np.sum(np.log(vs[j]))
-            )
-            total += np.exp(-db)
+            first = np.sum((mus[i] - mus[j]) ** 2 / avg) / 8
+            second = np.sum(np.log(avg)) - 0.5 * np.sum(np.log(vs[i])) - 0.5 * np.sum(np.log(vs[j]))
+            total += np.exp(-(first + 0.5 * second))
     return -total
 
 
@@ -240,11 +238,26 @@ class TestReferences:
         np.testing.assert_allclose(cov, ref.covariance_, rtol=1e-10, atol=1e-12)
 
     @pytest.mark.parametrize("diagonal", [True, False])
-    def test_gbc(self, diagonal):
+    @pytest.mark.parametrize("form", ["authors", "paper"])
+    def test_gbc(self, diagonal, form):
         f, y = task(1, c=4)
         gt = "diagonal" if diagonal else "spherical"
-        assert gbc(f, y, gaussian_type=gt) == pytest.approx(gbc_reference(f, y, diagonal), rel=1e-10)
-        assert np.isfinite(gbc(f, y, n_components=3))
+        ref = gbc_reference(f, y, diagonal, form)
+        assert gbc(f, y, gaussian_type=gt, form=form) == pytest.approx(ref, rel=1e-10)
+        assert np.isfinite(gbc(f, y, n_components=3, form=form))
+        if not diagonal and form == "authors":
+            assert gbc(f, y) == pytest.approx(ref, rel=1e-10)  # the default
+
+    def test_gbc_forms_differ_with_unequal_class_spreads(self):
+        rng = np.random.default_rng(0)
+        y = np.arange(200) % 2
+        f = np.eye(2)[y] @ rng.normal(size=(2, 16)) + rng.normal(size=(200, 16)) * np.where(y == 0, 0.5, 2.0)[:, None]
+        authors, paper = gbc(f, y, form="authors"), gbc(f, y, form="paper")
+        assert authors == pytest.approx(gbc_reference(f, y, False, "authors"), rel=1e-10)
+        assert paper == pytest.approx(gbc_reference(f, y, False, "paper"), rel=1e-10)
+        assert paper > authors  # D x the log-spread term separates the classes far more
+        with pytest.raises(InvalidParameterError, match="form must be one of"):
+            gbc(f, y, form="code")
 
     @pytest.mark.parametrize("seed", range(3))
     def test_sfda(self, seed):

@@ -9,6 +9,7 @@ import numpy as np
 __all__ = [
     "cholesky_whiten",
     "class_sums",
+    "column_stats",
     "eigh",
     "one_hot",
     "pca",
@@ -17,7 +18,34 @@ __all__ = [
     "softmax",
     "sparsemax",
     "standardize",
+    "unit_rms",
 ]
+
+
+#: A column whose std is below this fraction of its largest magnitude is constant (round-off of the mean of
+#: identical values is a few ulps; anything that small carries no information in float64).
+CONSTANT_RTOL = 1e-12
+
+
+def column_stats(x: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Column means and population stds (optionally row-weighted); the std of a constant column is exactly 0.
+
+    A column counts as constant when its std is at most ``CONSTANT_RTOL`` times its largest magnitude: the mean
+    of N equal values is not always exactly that value in floating point, and the resulting 1e-17 "variation"
+    must not be standardized into a unit-variance noise column.
+    """
+    if weights is None:
+        mean = x.mean(axis=0)
+        xc = x - mean
+        std = np.sqrt(np.mean(xc * xc, axis=0))
+    else:
+        total = weights.sum()
+        mean = weights @ x / total
+        xc = x - mean
+        std = np.sqrt(weights @ (xc * xc) / total)
+    peak = np.max(np.abs(x), axis=0) if x.shape[0] else np.zeros(x.shape[1])
+    std = np.where(std > CONSTANT_RTOL * peak, std, 0.0)
+    return mean, std
 
 
 def standardize(x: np.ndarray, *, eps: float = 0.0) -> np.ndarray:
@@ -25,15 +53,42 @@ def standardize(x: np.ndarray, *, eps: float = 0.0) -> np.ndarray:
 
     With ``eps > 0`` the released EMMS convention ``(x - mean) / (std + eps)`` is used instead.
     """
-    x -= x.mean(axis=0)
-    std = np.sqrt(np.mean(x * x, axis=0))
     if eps > 0:
-        x /= std + eps
-    else:
-        scale = np.where(std > 0, std, 1.0)
-        x /= scale
-        x[:, std <= 0] = 0.0
+        x -= x.mean(axis=0)
+        x /= np.sqrt(np.mean(x * x, axis=0)) + eps
+        return x
+    mean, std = column_stats(x)
+    x -= mean
+    x /= np.where(std > 0, std, 1.0)
+    x[:, std <= 0] = 0.0
     return x
+
+
+def unit_rms(x: np.ndarray, *, center: bool = False) -> tuple[np.ndarray, float]:
+    """Rescale ``x`` globally (in place) so that its root-mean-square entry is 1, without overflow or underflow.
+
+    The maximum absolute entry is first brought into [0.5, 1) by a power of two (exact in floating point), then
+    the matrix is divided by its RMS (``center=True``: the RMS of the column-centred matrix, i.e. the square root
+    of the mean feature variance, so that a large common offset does not set the scale). ``x`` and ``c * x``
+    give the same result up to rounding for any ``c > 0`` and any finite input, including entries near 1e-300 or
+    1e300 whose squares would under- or overflow.
+
+    Returns:
+        ``(x, log_scale)`` with ``x_original = x * exp(log_scale)``; ``log_scale = 0`` for an all-zero matrix (or
+        a constant one with ``center=True``), which is left unchanged.
+    """
+    peak = float(np.max(np.abs(x))) if x.size else 0.0
+    if peak == 0.0 or not np.isfinite(peak):
+        return x, 0.0
+    _, e = np.frexp(peak)
+    np.ldexp(x, -int(e), out=x)
+    ref = x - x.mean(axis=0) if center else x
+    rms = float(np.sqrt(np.mean(ref * ref)))
+    if rms == 0.0:
+        np.ldexp(x, int(e), out=x)
+        return x, 0.0
+    x /= rms
+    return x, float(e) * float(np.log(2.0)) + float(np.log(rms))
 
 
 def eigh(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from ..exceptions import InvalidParameterError, ShapeError
-from ._common import cholesky_whiten, class_sums, eigh, simplex_qp, sparsemax, standardize
+from ..exceptions import DataFormatError, InvalidParameterError, ShapeError
+from ._common import cholesky_whiten, class_sums, column_stats, eigh, simplex_qp, sparsemax, standardize, unit_rms
 from ._spec import register_metric
 from ._validation import (
     as_float_array,
@@ -117,12 +117,8 @@ def _class_blocks(label_embeddings: Any, classes: np.ndarray) -> list[np.ndarray
 
 def _standardize_class_level(e: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """Standardize class embeddings with the statistics of the per-sample matrix they expand to."""
-    n = counts.sum()
-    mean = counts @ e / n
-    ec = e - mean
-    std = np.sqrt(counts @ (ec * ec) / n)
-    out = np.where(std > 0, ec / np.where(std > 0, std, 1.0), 0.0)
-    return out
+    mean, std = column_stats(e, counts)
+    return np.where(std > 0, (e - mean) / np.where(std > 0, std, 1.0), 0.0)
 
 
 def _fit_exact(x: np.ndarray, blocks: list[np.ndarray], y: np.ndarray | None, n_classes: int) -> _EMMSResult:
@@ -331,8 +327,23 @@ def _emms_fit(features: Any, label_embeddings: Any, labels: Any, mode: str) -> _
             "mode='gcv' (the default) estimates the out-of-sample fit instead."
         )
     if mode == "official":
-        res = _fit_official(x, blocks, y)
-    elif mode == "gcv":
+        try:
+            with np.errstate(over="ignore", invalid="ignore"):
+                res = _fit_official(x, blocks, y)
+        except np.linalg.LinAlgError:
+            res = _EMMSResult(float("nan"), np.zeros(len(blocks)), None, None)
+        if not np.isfinite(res.score):
+            raise DataFormatError(
+                f"{_WHERE}: mode='official' overflowed (features up to {np.max(np.abs(x)):.3g}, label embeddings up "
+                f"to {max(float(np.max(np.abs(b))) for b in blocks):.3g}); the released code squares them unscaled. "
+                "Use mode='gcv' or 'exact', which are scale-invariant."
+            )
+        res.classes = classes
+        return res
+    # both remaining modes standardize columns, so a global rescale changes nothing but keeps the squares finite
+    x, _ = unit_rms(x)
+    blocks = [unit_rms(b)[0] for b in blocks]
+    if mode == "gcv":
         res = _fit_gcv(standardize(x), blocks, y, n_classes)
     else:
         res = _fit_exact(standardize(x), blocks, y, n_classes)

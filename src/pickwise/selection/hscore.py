@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ._common import class_sums
+from ._common import class_sums, unit_rms
 from ._spec import register_metric
 from ._validation import check_classification_labels, check_features
 
@@ -69,6 +69,7 @@ def h_score(features: Any, labels: Any) -> float:
     """
     f = check_features(features, where="h_score")
     classes, y = check_classification_labels(labels, f.shape[0], where="h_score")
+    f, _ = unit_rms(f)  # H-score is scale-invariant; this only keeps the covariances finite for huge features
     covf = np.cov(f, rowvar=False).reshape(f.shape[1], f.shape[1])
     covg = _between_class_cov(f, y, len(classes), ddof=1)
     return float(np.trace(np.linalg.pinv(covf, rcond=1e-15) @ covg))
@@ -97,6 +98,7 @@ def shrinkage_h_score(features: Any, labels: Any) -> float:
     """
     f = check_features(features, where="shrinkage_h_score")
     classes, y = check_classification_labels(labels, f.shape[0], where="shrinkage_h_score")
+    f, _ = unit_rms(f)  # Ledoit-Wolf is scale-equivariant, so the score is scale-invariant
     f -= f.mean(axis=0)
     cov, alpha = ledoit_wolf(f)
     covg = _between_class_cov(f, y, len(classes), ddof=1)

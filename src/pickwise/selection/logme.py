@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import InvalidParameterError
-from ._common import eigh, one_hot
+from ._common import eigh, one_hot, unit_rms
 from ._spec import register_metric
 from ._validation import (
     _to_numpy,
@@ -131,7 +131,13 @@ def _logme_fit(
     f = check_features(features, where=_WHERE)
     check_positive_int(max_iter, where=_WHERE, name="max_iter")
     y, classes = label_columns(labels, f.shape[0], regression=regression, where=_WHERE)
+    # The maximum evidence is invariant to F -> cF (alpha -> alpha c^2 absorbs it) but the fixed point, started at
+    # alpha = beta = 1 and stopped after 11 steps, is not: run it at a canonical scale (RMS entry 1).
+    f, log_c = unit_rms(f)
     res = _fixed_point(f, y, max_iter=max_iter, tol=tol, weights=weights)
+    with np.errstate(over="ignore"):  # report alpha and the weights in the units of the given features
+        res.alpha = res.alpha * np.exp(2.0 * log_c)
+        res.weights = res.weights * np.exp(-log_c)
     res.classes = classes
     return res
 

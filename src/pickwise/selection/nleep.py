@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from ..exceptions import InvalidParameterError
-from ._common import pca
+from ..exceptions import DataFormatError, InvalidParameterError
+from ._common import pca, unit_rms
 from ._spec import register_metric
 from ._validation import check_classification_labels, check_features, check_positive_int
 from .leep import eep_matrix
@@ -67,9 +67,19 @@ def nleep(
         raise InvalidParameterError(
             f"nleep: {n_comp} mixture components need at least as many samples; got {x.shape[0]}."
         )
+    # the mixture's covariance floor reg_covar=1e-6 is absolute: at RMS 1 it is relative to the feature scale,
+    # which makes NLEEP scale-invariant (and finite for features near 1e-300 or 1e300)
+    x, _ = unit_rms(x, center=True)
     z = pca(x, float(variance))
-    gmm = GaussianMixture(n_components=n_comp, random_state=random_state, reg_covar=1e-6).fit(z)
-    probs = gmm.predict_proba(z)
+    try:
+        gmm = GaussianMixture(n_components=n_comp, random_state=random_state, reg_covar=1e-6).fit(z)
+        probs = gmm.predict_proba(z)
+    except ValueError as err:
+        raise DataFormatError(
+            f"nleep: the {n_comp}-component Gaussian mixture could not be fitted on the {z.shape[1]}-D PCA features "
+            f"({' '.join(str(err).split())[:160]}); the features have too few distinct values for it. "
+            "Use fewer components_per_class or another metric."
+        ) from err
     eep = eep_matrix(probs, y, len(classes))[np.arange(x.shape[0]), y]
     if not log:
         return float(np.mean(eep))

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import InvalidParameterError
-from ._common import one_hot, pca, rankdata
+from ._common import one_hot, pca, rankdata, standardize, unit_rms
 from ._spec import register_metric
 from ._validation import _to_numpy, check_classification_labels, check_features, check_random_state, check_targets
 
@@ -55,6 +55,7 @@ def parc(
         InvalidParameterError: NaN/inf, a single class, bad options.
     """
     x = check_features(features, where="parc")
+    x, _ = unit_rms(x)  # PARC is scale-invariant (correlations); this keeps the squares finite
     n = x.shape[0]
     arr = _to_numpy(labels)
     if arr.ndim == 2:
@@ -70,8 +71,7 @@ def parc(
             x, target = x[idx], target[idx]
     if x.shape[1] > n_dims:
         x = pca(x, int(n_dims))
-    std = x.std(axis=0)
-    x = (x - x.mean(axis=0)) / np.where(std > 0, std, 1.0)
+    x = standardize(x)
     iu = np.triu_indices(x.shape[0], 1)
     rdm_f = (1.0 - _corr_rows(x))[iu]
     rdm_y = (1.0 - _corr_rows(target))[iu]

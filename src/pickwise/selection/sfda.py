@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ._common import class_sums, softmax
+from ._common import class_sums, softmax, unit_rms
 from ._spec import register_metric
 from ._validation import check_classification_labels, check_features, check_min_per_class, check_random_state
 
@@ -26,7 +26,14 @@ def _largest_eig(a: np.ndarray, rng: np.random.Generator, iterations: int = 3) -
     return float(v @ a @ v)
 
 
-def _lda(x: np.ndarray, y: np.ndarray, counts: np.ndarray, shrinkage: float | None, rng: np.random.Generator):
+def _lda(
+    x: np.ndarray,
+    y: np.ndarray,
+    counts: np.ndarray,
+    shrinkage: float | None,
+    rng: np.random.Generator,
+    log_scale: float = 0.0,
+):
     n, d = x.shape
     c = counts.size
     priors = counts / n
@@ -34,7 +41,11 @@ def _lda(x: np.ndarray, y: np.ndarray, counts: np.ndarray, shrinkage: float | No
     xc = x - means[y]
     sw = (xc.T * (priors / counts)[y]) @ xc  # sum_c prior_c * Cov_c (biased)
     if shrinkage is None:
-        shrinkage = max(float(np.exp(-5.0 * _largest_eig(sw, rng))), 1e-10)
+        # lambda_max of the scatter of the original features: exp(2 log_scale) times that of the rescaled ones
+        lam = _largest_eig(sw, rng)
+        with np.errstate(over="ignore"):
+            lam_orig = lam * float(np.exp(2.0 * log_scale)) if lam > 0 else 0.0
+        shrinkage = max(float(np.exp(-5.0 * lam_orig)), 1e-10)
     xt = x - x.mean(axis=0)
     st = xt.T @ xt / n
     mu_t = np.trace(st) / d
@@ -92,7 +103,10 @@ def sfda(features: Any, labels: Any, *, random_state: int | None = 0) -> float:
     counts = check_min_per_class(y, len(classes), where="sfda", minimum=2).astype(np.float64)
     rng = check_random_state(random_state)
     n, c = x.shape[0], len(classes)
-    prob, means, shrinkage = _lda(x, y, counts, None, rng)
+    # Given the shrinkage the LDA posteriors are scale-invariant; only the shrinkage exp(-5 lambda_max(S_w))
+    # depends on the scale, and it is computed for the original features from the rescaled ones.
+    x, log_c = unit_rms(x)
+    prob, means, shrinkage = _lda(x, y, counts, None, rng, log_c)
     prob = softmax(prob.copy())
     outer = (means.sum(axis=0) - means) / (c - 1)
     p = prob[np.arange(n), y][:, None]

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import InvalidParameterError
-from ._common import one_hot, standardize
+from ._common import column_stats, one_hot, standardize, unit_rms
 from ._spec import register_metric
 from ._validation import (
     check_classification_labels,
@@ -48,6 +48,7 @@ def knn_accuracy(
     """
     x = check_features(features, where="knn_accuracy")
     classes, y = check_classification_labels(labels, x.shape[0], where="knn_accuracy")
+    x, _ = unit_rms(x)  # neighbours do not depend on a global scale; squared distances must not overflow
     check_option(metric, ("cosine", "euclidean"), where="knn_accuracy", name="metric")
     k = check_positive_int(n_neighbors, where="knn_accuracy", name="n_neighbors")
     n = x.shape[0]
@@ -110,6 +111,7 @@ def linear_probe_accuracy(
     """
     x = check_features(features, where="linear_probe_accuracy")
     classes, y = check_classification_labels(labels, x.shape[0], where="linear_probe_accuracy")
+    x, _ = unit_rms(x)  # folds are standardized anyway; this keeps the squares finite for huge features
     n_folds = check_positive_int(n_folds, where="linear_probe_accuracy", name="n_folds", minimum=2)
     if n_folds > x.shape[0]:
         raise InvalidParameterError(f"linear_probe_accuracy: n_folds={n_folds} exceeds n_samples={x.shape[0]}.")
@@ -123,11 +125,9 @@ def linear_probe_accuracy(
         if not te.any():
             continue
         xtr = x[tr]
-        mean = xtr.mean(axis=0)
-        std = xtr.std(axis=0)
-        std = np.where(std > 0, std, 1.0)
+        mean, std = column_stats(xtr)
         xtr = standardize(xtr.copy())
-        xte = (x[te] - mean) / std
+        xte = np.where(std > 0, (x[te] - mean) / np.where(std > 0, std, 1.0), 0.0)
         ymean = targets[tr].mean(axis=0)
         d = x.shape[1]
         if xtr.shape[0] >= d:
