@@ -1,4 +1,11 @@
-"""Shared fixtures: seeding, a tiny synthetic classification set, a subprocess runner for the CLI."""
+"""Shared fixtures: seeding, a tiny synthetic classification set, a subprocess runner for the CLI, optional data.
+
+Tests that need the real Fashion-MNIST files take the marker ``@pytest.mark.requires_fashion_mnist`` (or the fixture
+``fashion_mnist_dir``): they are skipped, with the reason, when the files are not found where
+:func:`pickwise.data.fashion_mnist.find_fashion_mnist` looks (``$PICKWISE_FASHION_MNIST_DIR`` when it is set, else
+the system path and the caches). ``PICKWISE_FASHION_MNIST_DIR=$(mktemp -d) pytest`` runs the suite as on a machine
+without the data; ``.ci/run`` does that.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +21,44 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def fashion_mnist_missing() -> str | None:
+    """``None`` if both Fashion-MNIST splits are found, else the one-line reason (how to get them)."""
+    from pickwise.data.fashion_mnist import find_fashion_mnist
+    from pickwise.exceptions import PickwiseUserError
+
+    try:
+        for split in ("train", "test"):
+            find_fashion_mnist(split)
+    except PickwiseUserError as err:
+        return str(err)
+    return None
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "requires_fashion_mnist: needs the Fashion-MNIST IDX files; skipped with the reason when they are not found",
+    )
+
+
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("requires_fashion_mnist") is not None:
+        reason = fashion_mnist_missing()
+        if reason is not None:
+            pytest.skip(f"Fashion-MNIST not found: {reason}")
+
+
+@pytest.fixture
+def fashion_mnist_dir() -> Path:
+    """The folder holding the Fashion-MNIST train files; skips the test when they are not found."""
+    reason = fashion_mnist_missing()
+    if reason is not None:
+        pytest.skip(f"Fashion-MNIST not found: {reason}")
+    from pickwise.data.fashion_mnist import find_fashion_mnist
+
+    return find_fashion_mnist("train")[0].parent
 
 
 @pytest.fixture(autouse=True)

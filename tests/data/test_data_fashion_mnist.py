@@ -1,4 +1,6 @@
-"""fashion-mnist: synthetic IDX directories in tmp_path, plus one realdata test on the Debian install."""
+"""fashion-mnist: synthetic IDX directories in tmp_path, the search order, plus realdata tests wherever it is found."""
+
+import sys
 
 import numpy as np
 import pytest
@@ -9,8 +11,6 @@ from pickwise.data import fashion_mnist as fm
 from pickwise.data._base import channel_mean_std
 from pickwise.data.idx import write_idx
 from pickwise.exceptions import DataFormatError, DataNotFoundError
-
-REAL_FILES = [fm.DEFAULT_DIR / f"{p}-{k}-ubyte.gz" for p in ("train", "t10k") for k in ("images-idx3", "labels-idx1")]
 
 
 def make_fashion_dir(directory, *, gz=True, n_train=30, n_test=20, seed=0):
@@ -29,9 +29,10 @@ def make_fashion_dir(directory, *, gz=True, n_train=30, n_test=20, seed=0):
 
 @pytest.fixture
 def no_env(monkeypatch, tmp_path):
-    monkeypatch.delenv("PICKWISE_FASHION_MNIST", raising=False)
-    monkeypatch.delenv("PICKWISE_DATA_DIR", raising=False)
+    for var in ("PICKWISE_FASHION_MNIST_DIR", "PICKWISE_FASHION_MNIST", "PICKWISE_DATA_DIR"):
+        monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr(fm, "DEFAULT_DIR", tmp_path / "no-default")
+    monkeypatch.setattr(fm, "cache_dirs", lambda: [tmp_path / "no-cache"])
 
 
 @pytest.mark.parametrize("gz", [True, False])
@@ -106,11 +107,61 @@ def test_bad_files(tmp_path):
         create_dataset("fashion-mnist", root=tmp_path)
 
 
+def test_search_order(tmp_path, monkeypatch, no_env):
+    """--data-dir, then $PICKWISE_FASHION_MNIST_DIR (exclusive), $PICKWISE_DATA_DIR, the system path, the caches."""
+    system, cache, user = tmp_path / "system", tmp_path / "cache", tmp_path / "user"
+    make_fashion_dir(system, n_train=11)
+    make_fashion_dir(cache, n_train=12)
+    monkeypatch.setattr(fm, "DEFAULT_DIR", system)
+    monkeypatch.setattr(fm, "cache_dirs", lambda: [cache])
+    assert len(create_dataset("fashion-mnist")) == 11
+    monkeypatch.setattr(fm, "DEFAULT_DIR", tmp_path / "no-system")
+    assert len(create_dataset("fashion-mnist")) == 12  # found in the cache
+    make_fashion_dir(user, n_train=13)
+    assert len(create_dataset("fashion-mnist", root=user)) == 13
+    monkeypatch.setattr(fm, "DEFAULT_DIR", system)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("PICKWISE_FASHION_MNIST_DIR", str(empty))  # the location: nothing else is searched
+    with pytest.raises(DataNotFoundError, match=r"not found in .*empty \(\$PICKWISE_FASHION_MNIST_DIR, the only place"):
+        create_dataset("fashion-mnist")
+    assert len(create_dataset("fashion-mnist", root=user)) == 13  # an explicit --data-dir still wins
+    monkeypatch.setenv("PICKWISE_FASHION_MNIST_DIR", str(user))
+    assert len(create_dataset("fashion-mnist")) == 13
+    monkeypatch.delenv("PICKWISE_FASHION_MNIST_DIR")
+    monkeypatch.setenv("PICKWISE_FASHION_MNIST", str(empty))  # the older name behaves the same
+    with pytest.raises(DataNotFoundError, match=r"\$PICKWISE_FASHION_MNIST, the only place"):
+        create_dataset("fashion-mnist", "test")
+
+
+def test_cache_dirs(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    dirs = fm.cache_dirs()
+    assert dirs[0] == fm.Path(sys.prefix) / "share" / "pickwise" / "fashion-mnist"
+    assert dirs[1] == tmp_path / "pickwise" / "fashion-mnist"
+
+
+def test_marker_skips_when_the_location_is_empty(tmp_path, monkeypatch, request):
+    """The shared ``requires_fashion_mnist`` marker (tests/conftest.py) skips with the reason, it does not fail."""
+    conftest = next(
+        p
+        for p in request.config.pluginmanager.get_plugins()
+        if str(getattr(p, "__file__", "")).endswith("tests/conftest.py")
+    )
+    item = request.node
+    item.add_marker(pytest.mark.requires_fashion_mnist)
+    monkeypatch.setenv("PICKWISE_FASHION_MNIST_DIR", str(tmp_path))
+    with pytest.raises(pytest.skip.Exception, match=r"Fashion-MNIST not found: fashion-mnist: train IDX files") as err:
+        conftest.pytest_runtest_setup(item)
+    assert str(tmp_path) in str(err.value)
+    make_fashion_dir(tmp_path)
+    conftest.pytest_runtest_setup(item)  # found: no skip
+    assert conftest.fashion_mnist_missing() is None
+
+
 @pytest.mark.realdata
-@pytest.mark.skipif(not all(p.is_file() for p in REAL_FILES), reason="dataset-fashion-mnist is not installed")
-def test_real_install(monkeypatch):
-    monkeypatch.delenv("PICKWISE_FASHION_MNIST", raising=False)
-    monkeypatch.delenv("PICKWISE_DATA_DIR", raising=False)
+@pytest.mark.requires_fashion_mnist
+def test_real_install():
     train = create_dataset("fashion-mnist", "train")
     test = create_dataset("fashion-mnist", "test")
     assert (len(train), len(test)) == (60000, 10000)

@@ -5,10 +5,15 @@
 
 Where the files are looked for (the first directory holding the requested split's two files wins):
 
-1. ``root`` (or ``root/fashion-mnist``) when given; nothing else is searched then;
-2. ``$PICKWISE_FASHION_MNIST``;
+1. ``root`` (or ``root/fashion-mnist``) when given (CLI ``--data-dir``); nothing else is searched then;
+2. ``$PICKWISE_FASHION_MNIST_DIR`` (or ``root/fashion-mnist`` inside it) when that variable is set; nothing else is
+   searched then either, so pointing it to an empty folder hides every other copy (the test suite's "no data"
+   check does this). ``$PICKWISE_FASHION_MNIST`` is the older name of the same variable;
 3. ``$PICKWISE_DATA_DIR/fashion-mnist``;
-4. ``/usr/share/datasets/fashion-mnist`` (Debian package ``dataset-fashion-mnist``).
+4. ``/usr/share/datasets/fashion-mnist`` (the system install of the Debian package ``dataset-fashion-mnist``);
+5. the caches: ``sys.prefix/share/pickwise/fashion-mnist`` (where ``make fashion-mnist`` and ``make test`` put the
+   files, without root: ``apt-get download dataset-fashion-mnist`` + ``dpkg-deb -x``, inside the virtual
+   environment) and ``${XDG_CACHE_HOME:-~/.cache}/pickwise/fashion-mnist``.
 
 Each file may be gzipped (``train-images-idx3-ubyte.gz``) or not (``train-images-idx3-ubyte``).
 """
@@ -16,6 +21,7 @@ Each file may be gzipped (``train-images-idx3-ubyte.gz``) or not (``train-images
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,9 +32,19 @@ from ._base import DatasetInfo, LoadedSplit
 from ._registry import DATASETS, DatasetSpec
 from .idx import read_idx, read_idx_header
 
-__all__ = ["DEFAULT_DIR", "FASHION_MNIST_CLASSES", "FASHION_MNIST_INFO", "find_fashion_mnist"]
+__all__ = [
+    "DEFAULT_DIR",
+    "ENV_DIR",
+    "FASHION_MNIST_CLASSES",
+    "FASHION_MNIST_INFO",
+    "cache_dirs",
+    "find_fashion_mnist",
+]
 
 DEFAULT_DIR = Path("/usr/share/datasets/fashion-mnist")
+ENV_DIR = "PICKWISE_FASHION_MNIST_DIR"
+"""Environment variable naming *the* location of the files: when set, no other place is searched."""
+_LEGACY_ENV_DIR = "PICKWISE_FASHION_MNIST"
 FASHION_MNIST_CLASSES = (
     "T-shirt/top",
     "Trouser",
@@ -80,15 +96,31 @@ def _split_files(directory: Path, split: str) -> tuple[Path, Path] | None:
     return (images, labels) if images is not None and labels is not None else None
 
 
+def cache_dirs() -> list[Path]:
+    """Per-environment and per-user cache folders searched last (see the module docstring)."""
+    user_cache = Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser()
+    return [Path(sys.prefix) / "share" / "pickwise" / "fashion-mnist", user_cache / "pickwise" / "fashion-mnist"]
+
+
+def _env_dir() -> tuple[str, Path] | None:
+    for var in (ENV_DIR, _LEGACY_ENV_DIR):
+        value = os.environ.get(var, "").strip()
+        if value:
+            return var, Path(value).expanduser()
+    return None
+
+
 def _candidates(root: Path | None) -> list[Path]:
     if root is not None:
         return [root, root / "fashion-mnist"]
+    env = _env_dir()
+    if env is not None:
+        return [env[1], env[1] / "fashion-mnist"]
     dirs = []
-    if os.environ.get("PICKWISE_FASHION_MNIST"):
-        dirs.append(Path(os.environ["PICKWISE_FASHION_MNIST"]).expanduser())
     if os.environ.get("PICKWISE_DATA_DIR"):
         dirs.append(Path(os.environ["PICKWISE_DATA_DIR"]).expanduser() / "fashion-mnist")
     dirs.append(DEFAULT_DIR)
+    dirs += cache_dirs()
     return dirs
 
 
@@ -103,18 +135,25 @@ def find_fashion_mnist(split: str = "train", root: str | os.PathLike[str] | None
         ``(images_path, labels_path)``.
 
     Raises:
-        DataNotFoundError: If no searched directory holds both files; the message says how to install them.
+        DataNotFoundError: If no searched directory holds both files; the message says how to get them.
     """
     searched = _candidates(None if root is None else Path(root).expanduser())
     for directory in searched:
         found = _split_files(directory, split)
         if found is not None:
             return found
-    where = ", ".join(str(d) for d in (searched[:1] if root is not None else searched))
+    env = _env_dir() if root is None else None
+    if root is not None:
+        where = f"{searched[0]} (--data-dir)"
+    elif env is not None:
+        where = f"{env[1]} (${env[0]}, the only place searched while it is set; unset it to search the defaults)"
+    else:
+        where = ", ".join(str(d) for d in searched)
     raise DataNotFoundError(
-        f"fashion-mnist: {split} IDX files not found in {where}; install them with "
-        "`sudo apt-get install dataset-fashion-mnist`, or pass --data-dir DIR holding "
-        f"{_ALL_FILES} (gzipped or not)."
+        f"fashion-mnist: {split} IDX files not found in {where}; get them with `sudo apt-get install "
+        "dataset-fashion-mnist`, or without root with `make fashion-mnist` in a pickwise checkout (apt-get download "
+        f"+ dpkg-deb -x into .venv), or pass --data-dir DIR (or set {ENV_DIR}=DIR) holding {_ALL_FILES} "
+        "(gzipped or not)."
     )
 
 
