@@ -124,6 +124,12 @@ class MobileNetV2(ClassifierModel):
         norm_layer: Normalization: a name (``"bn"``, ``"gn"``, ``"ln"``, ``"in"``, ...), a class or a partial. Every
             norm sits in the slot of torchvision's BatchNorm, so parameter names do not change. Default: ``"bn"``.
         drop_rate: Dropout probability before the classifier (``classifier.0``). Default: ``0.2``.
+        features_only_block: Keep ``features[0..N]`` only (the stem is ``features.0``, the 17 inverted residual
+            blocks are ``features.1`` ... ``features.17``): the features are the global-average-pooled output of
+            block ``N`` (e.g. ``6``: 32 channels at stride 8, ``10``: 64 at stride 16, ``13``: 96 at stride 16) and the
+            classifier reads them. ``None`` (default) keeps the whole network (1280 features). With
+            ``pretrained=True`` the full ImageNet weights are loaded first and the later layers are then dropped,
+            so an intermediate block is a real pretrained candidate of its own (used by the model-selection zoo).
 
     Shape:
         - Input: ``(N, in_chans, H, W)``; the feature map is ``H/32 x W/32`` (rounded up). With ``norm_layer="in"``
@@ -138,6 +144,7 @@ class MobileNetV2(ClassifierModel):
         width_mult: float = 1.0,
         norm_layer: Any = "bn",
         drop_rate: float = 0.2,
+        features_only_block: int | None = None,
     ) -> None:
         super().__init__()
         if isinstance(width_mult, bool) or not isinstance(width_mult, (int, float)) or width_mult <= 0:
@@ -162,9 +169,41 @@ class MobileNetV2(ClassifierModel):
             nn.Dropout(p=self.drop_rate), make_linear("MobileNetV2", self.num_features, num_classes)
         )
         init_weights(self, linear_std=0.01)
+        self.features_only_block: int | None = None
+        if features_only_block is not None:
+            self.truncate_to_block(features_only_block)
+
+    def truncate_to_block(self, block: int) -> None:
+        """Drop every layer after inverted residual block ``block`` (1-17) and re-create the classifier on its width.
+
+        The kept layers keep their weights; the classifier is new (its input width changes). Used by
+        ``features_only_block`` after the pretrained weights of the full network are loaded.
+
+        Raises:
+            InvalidParameterError: If ``block`` is not an integer in [1, 17] or the model is already truncated.
+        """
+        n_blocks = len(self.features) - 2
+        if isinstance(block, bool) or not isinstance(block, int) or not 1 <= block <= n_blocks:
+            raise InvalidParameterError(
+                f"MobileNetV2: features_only_block must be an integer in [1, {n_blocks}] (an inverted residual "
+                f"block); got {block!r}"
+            )
+        if self.features_only_block is not None:
+            raise InvalidParameterError(
+                f"MobileNetV2: already truncated to block {self.features_only_block}; build a new model instead"
+            )
+        kept = list(self.features.children())[: block + 1]
+        self.features = nn.Sequential(*kept)
+        self.num_features = int(kept[-1].out_channels)
+        self.features_only_block = block
+        head = make_linear("MobileNetV2", self.num_features, self.num_classes)
+        if isinstance(head, nn.Linear):
+            nn.init.normal_(head.weight, 0.0, 0.01)
+            nn.init.zeros_(head.bias)
+        self.classifier[1] = head
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Return the ``features`` output, shape ``(N, num_features, H/32, W/32)``."""
+        """Return the ``features`` output, shape ``(N, num_features, H/32, W/32)`` (less stride if truncated)."""
         return self.features(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
@@ -210,5 +249,13 @@ default_cfgs: dict[str, PretrainedCfg] = {
 
 @register_model
 def mobilenet_v2(pretrained: bool = False, **kwargs: Any) -> MobileNetV2:
-    """MobileNetV2 1.0 (3.5 M parameters) from Sandler et al., CVPR 2018; ``pretrained=True`` loads ImageNet-1k."""
-    return build_model_with_cfg(MobileNetV2, "mobilenet_v2", pretrained, **kwargs)  # type: ignore[return-value]
+    """MobileNetV2 1.0 (3.5 M parameters) from Sandler et al., CVPR 2018; ``pretrained=True`` loads ImageNet-1k.
+
+    ``features_only_block=N`` keeps the stem and blocks 1..N (see :class:`MobileNetV2`); with ``pretrained=True`` the
+    full network's weights are loaded (sha256-checked) before the later layers are dropped.
+    """
+    block = kwargs.pop("features_only_block", None)
+    model = build_model_with_cfg(MobileNetV2, "mobilenet_v2", pretrained, **kwargs)
+    if block is not None:
+        model.truncate_to_block(block)  # type: ignore[operator]
+    return model  # type: ignore[return-value]
