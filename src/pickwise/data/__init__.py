@@ -27,7 +27,7 @@ from __future__ import annotations
 from . import fashion_mnist, mnist5k, photo_patches, sklearn_digits, textures  # noqa: F401  (registers the built-in datasets)
 from ._available import first_available_dataset
 from ._base import DatasetInfo, ImageClassificationDataset
-from ._factory import create_dataset, get_dataset_info, list_datasets
+from ._factory import check_dataset_available, create_dataset, get_dataset_info, list_datasets
 from ._split import stratified_split, stratified_subset
 from .idx import read_idx, write_idx
 from .image_folder import load_image_folder
@@ -35,6 +35,7 @@ from .image_folder import load_image_folder
 __all__ = [
     "DatasetInfo",
     "ImageClassificationDataset",
+    "check_dataset_available",
     "create_dataset",
     "first_available_dataset",
     "get_dataset_info",

@@ -26,6 +26,7 @@ __all__ = [
     "as_image_size",
     "channel_mean_std",
     "import_optional",
+    "needs_packages",
 ]
 
 Indices = Sequence[int] | torch.Tensor | np.ndarray | slice
@@ -92,6 +93,21 @@ def import_optional(module: str, *, pip_name: str, dataset: str) -> ModuleType:
             f"{dataset}: needs the optional package '{pip_name}', which could not be imported ({err}); "
             f"install it with `pip install {pip_name}` (or `pip install 'pickwise[data]'`)."
         ) from None
+
+
+def needs_packages(dataset: str, *modules: tuple[str, str]) -> Callable[[Path | None], None]:
+    """An ``available(root)`` check for :class:`~pickwise.data._registry.DatasetSpec`: imports each optional module.
+
+    Args:
+        dataset: Dataset name for the error message.
+        modules: ``(module, pip_name)`` pairs, e.g. ``("skimage.data", "scikit-image")``.
+    """
+
+    def available(root: Path | None = None) -> None:
+        for module, pip_name in modules:
+            import_optional(module, pip_name=pip_name, dataset=dataset)
+
+    return available
 
 
 def channel_mean_std(images: np.ndarray, *, chunk: int = 8192) -> tuple[tuple[float, ...], tuple[float, ...]]:

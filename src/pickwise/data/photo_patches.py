@@ -61,7 +61,7 @@ import torch
 import torch.nn.functional as F
 
 from ..exceptions import DataFormatError
-from ._base import DatasetInfo, LoadedSplit, import_optional
+from ._base import DatasetInfo, LoadedSplit, import_optional, needs_packages
 from ._registry import DATASETS, DatasetSpec
 
 __all__ = [
@@ -290,6 +290,9 @@ DATASETS.add(
         "32x32 RGB crops of 11 real photos bundled in scikit-image/scikit-learn (cat, coffee cup, temple, ...)",
         lambda root: PHOTO_PATCHES_INFO,
         _load,
+        needs_packages(
+            "photo-patches", ("skimage.data", "scikit-image"), ("sklearn.datasets", "scikit-learn"), ("PIL", "pillow")
+        ),
     ),
     aliases=("photos",),
 )

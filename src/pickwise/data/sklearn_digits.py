@@ -12,7 +12,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from ._base import DatasetInfo, import_optional, stratified_split_loader
+from ._base import DatasetInfo, import_optional, needs_packages, stratified_split_loader
 from ._registry import DATASETS, DatasetSpec
 
 __all__ = ["DIGITS_INFO"]
@@ -56,7 +56,11 @@ _load = stratified_split_loader(_load_all)
 DATASETS.add(
     "digits",
     DatasetSpec(
-        "digits", "scikit-learn 8x8 handwritten digits, 1,797 images, 10 classes", lambda root: DIGITS_INFO, _load
+        "digits",
+        "scikit-learn 8x8 handwritten digits, 1,797 images, 10 classes",
+        lambda root: DIGITS_INFO,
+        _load,
+        needs_packages("digits", ("sklearn.datasets", "scikit-learn")),
     ),
     aliases=("sklearn-digits",),
 )

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..exceptions import DataFormatError
-from ._base import DatasetInfo, LoadedSplit, import_optional
+from ._base import DatasetInfo, LoadedSplit, import_optional, needs_packages
 from ._registry import DATASETS, DatasetSpec
 
 __all__ = ["PATCH", "STRIDE", "TEST_ROW_START", "TEXTURE_CLASSES", "TEXTURES_INFO", "patch_origins"]
@@ -94,6 +94,7 @@ DATASETS.add(
         "32x32 patches of scikit-image's CC0 brick/grass/gravel photos, 3 classes",
         lambda root: TEXTURES_INFO,
         _load,
+        needs_packages("textures", ("skimage.data", "scikit-image")),
     ),
     aliases=("skimage-textures",),
 )
