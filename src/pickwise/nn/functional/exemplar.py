@@ -24,6 +24,9 @@ from torch import Tensor
 
 from ._stats import BatchStatsFn, _positions, affine_norm, batch_norm_moments, normalizer_moments
 
+#: Bound on the magnitude of EN descriptors (keeps the ratio network finite when variances overflow).
+DESCRIPTOR_LIMIT = 1e4
+
 __all__ = ["exemplar_descriptors", "exemplar_norm", "exemplar_ratios", "exemplar_scale_shift"]
 
 
@@ -37,6 +40,13 @@ def exemplar_descriptors(
     first (the literal "pool the standardized maps" reading; the IN descriptor is then identically 0),
     ``"mean_std"`` both, stacked.
 
+    Overflow: in float32, inputs of magnitude >= ~1e19 give variances that overflow to ``inf`` (as in torch's
+    BatchNorm/LayerNorm/GroupNorm, which then return ``beta``). ``s_in / s_k`` is then ``inf * 0 = NaN``, which the
+    ratio network would spread to every output. Descriptors are therefore clamped to ``[-DESCRIPTOR_LIMIT,
+    DESCRIPTOR_LIMIT]`` (1e4, far beyond the ratio of two standard deviations of real features; e.g. a channel whose
+    BN variance is 0 and whose sample std is 1 gives 316 at eps 1e-5) and ``inf * 0`` is read as 0. NaN inputs
+    still give NaN outputs: the affine map ``x * a + b`` carries them.
+
     Returns:
         ``(N, K, D, C)`` with ``D = 1`` (``"mean"``) or ``2`` (``"mean_std"``).
     """
@@ -49,7 +59,10 @@ def exemplar_descriptors(
         if descriptor == "mean_std":
             parts.append((s_in * inv_s).expand(n, c))
         out.append(torch.stack(parts, 1))
-    return torch.stack(out, 1)
+    d = torch.stack(out, 1)
+    return torch.nan_to_num(d, nan=0.0, posinf=DESCRIPTOR_LIMIT, neginf=-DESCRIPTOR_LIMIT).clamp(
+        -DESCRIPTOR_LIMIT, DESCRIPTOR_LIMIT
+    )
 
 
 def exemplar_scale_shift(

@@ -166,7 +166,7 @@ def sparsemax(input: Tensor, dim: int = -1) -> Tensor:
     return torch.clamp(v - tau, min=0).movedim(-1, dim)
 
 
-def sparsestmax(input: Tensor, radius: float | Tensor, dim: int = -1, eps: float = 1e-12) -> Tensor:
+def sparsestmax(input: Tensor, radius: float | Tensor, dim: int = -1, eps: float | None = None) -> Tensor:
     r"""SparsestMax of Sparse Switchable Normalization: sparsemax kept outside a sphere around the simplex centre.
 
     Computes the projection of ``input`` onto :math:`\Delta^{K-1} \cap \{p : \lVert p - \tfrac{1}{K}\mathbf 1\rVert
@@ -176,6 +176,16 @@ def sparsestmax(input: Tensor, radius: float | Tensor, dim: int = -1, eps: float
     re-project onto the simplex when that leaves it. At ``r = 0`` this *is* sparsemax; for
     :math:`r \ge \sqrt{(K-1)/K}` (the centre-to-vertex distance) every output is one-hot.
 
+    The push :math:`u_F + \rho\,(p - u_F)/\lVert p - u_F\rVert` has no direction when :math:`p = u_F` (e.g. at the
+    papers' uniform initialisation, where the official code returns :math:`u_F`), and its Jacobian grows as
+    :math:`\rho / \lVert p - u_F\rVert` next to that point (a float32 guard of 1e-12 gave logit gradients of
+    1e17-1e19 at uniform logits). Here the push is applied only where :math:`\lVert p - u_F\rVert > \delta`
+    (``eps``; default :math:`\sqrt{\epsilon_{mach}}`: 3.5e-4 in float32, 1.5e-8 in float64). Closer than that the
+    output is :math:`p` (the official value at the exact centre), and the gradient is sparsemax's, whose Jacobian
+    :math:`I - \mathbf 1_F\mathbf 1_F^\top/|F|` restricted to the support has norm 1. So logit gradients are
+    bounded by :math:`\rho/\delta` times the upstream gradient everywhere, and by the upstream gradient at uniform
+    logits, for every radius.
+
     The loop runs a fixed ``K`` times with ``torch.where`` instead of Python branches, so it never synchronises
     with the device and compiles into one graph.
 
@@ -183,7 +193,8 @@ def sparsestmax(input: Tensor, radius: float | Tensor, dim: int = -1, eps: float
         input: Logits; the simplex lies along ``dim``.
         radius: :math:`r \ge 0` (a float or a 0-d tensor, e.g. a buffer updated by a schedule).
         dim: Dimension of the K candidates.
-        eps: Guards the division by the distance to the face centroid.
+        eps: Distance to the face centroid below which the outward push is skipped (see above); ``None``: the
+            square root of the dtype's machine epsilon.
 
     Returns:
         Tensor on the simplex with the shape of ``input``.
@@ -191,6 +202,7 @@ def sparsestmax(input: Tensor, radius: float | Tensor, dim: int = -1, eps: float
     v = input.movedim(dim, -1)
     k = v.shape[-1]
     r = torch.as_tensor(radius, dtype=v.dtype, device=v.device)
+    delta = math.sqrt(torch.finfo(v.dtype).eps) if eps is None else float(eps)
     p = sparsemax(v)
     for _ in range(k):
         support = (p > 0).to(v.dtype)
@@ -198,9 +210,12 @@ def sparsestmax(input: Tensor, radius: float | Tensor, dim: int = -1, eps: float
         centroid = support / size
         rho2 = r * r - (centroid - 1.0 / k).square().sum(-1, keepdim=True)
         offset = p - centroid
-        dist = torch.sqrt(offset.square().sum(-1, keepdim=True) + eps * eps)
+        dist2 = offset.square().sum(-1, keepdim=True)
+        active = dist2 > delta * delta
+        # Masked before the square root and the division, so the untaken branch has no inf/NaN gradient either.
+        dist = torch.sqrt(torch.where(active, dist2, torch.ones_like(dist2)))
         rho = torch.sqrt(rho2.clamp_min(0))
-        inside = (rho2 > 0) & (dist < rho) & (size > 1)
+        inside = (rho2 > 0) & (dist < rho) & (size > 1) & active
         p = sparsemax(torch.where(inside, centroid + rho * offset / dist, p))
     return p.clamp(0, 1).movedim(-1, dim)
 

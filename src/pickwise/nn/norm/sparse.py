@@ -11,6 +11,7 @@ Recipe (official ``Sparse_SwitchNorm`` trainer): the radius grows linearly from 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -137,6 +138,38 @@ class SparseSwitchNorm2d(SwitchNorm2d):
                 self.var_fixed.copy_(fixed[1])
         return torch.where(fixed.unsqueeze(-1), frozen.to(w.dtype), w)
 
+    def init_mixture(self, init: str, *, bn_logit_gap: float = 8.0) -> None:
+        r"""Initialise the logits: ``"uniform"`` (the paper's equal logits) or ``"bn"`` (start next to BN).
+
+        ``"bn"`` gives the ratios SN gets at the same ``bn_logit_gap`` — BN weight
+        :math:`w_{bn} = 1 / (1 + (K-1)e^{-g})`, the others :math:`w_o = e^{-g} / (1 + (K-1)e^{-g})` — but through
+        sparsemax: logits 0 for the others and :math:`1 - K w_o` for BN. That point is inside the simplex (all K
+        normalizers in the support), where sparsemax's Jacobian is :math:`I - \mathbf 1\mathbf 1^\top/K` whatever
+        :math:`w_o` is, so the logit gradients are not damped by :math:`w_o` as softmax's are, and the layer is not
+        one-hot (a BN logit 1 or more above the rest is exactly one-hot, and freezes on the first training step).
+        The radius is reset to 0 and the frozen selections cleared.
+        """
+        if init not in ("bn", "uniform"):
+            raise InvalidParameterError(
+                f"{type(self).__name__}.init_mixture: init must be 'bn' or 'uniform'; got {init!r}"
+            )
+        k = len(self.normalizers)
+        with torch.no_grad():
+            self.mean_fixed.fill_(False)
+            self.var_fixed.fill_(False)
+            self.mean_frozen.zero_()
+            self.var_frozen.zero_()
+            self.radius.zero_()
+            for logits in (self.mean_weight, self.var_weight):
+                logits.fill_(1.0 if init == "uniform" else 0.0)
+                if init == "bn":
+                    if "bn" not in self.normalizers:
+                        raise InvalidParameterError(
+                            f"{type(self).__name__}.init_mixture: init='bn' needs a 'bn' branch; got {self.normalizers}"
+                        )
+                    w_other = math.exp(-bn_logit_gap) / (1.0 + (k - 1) * math.exp(-bn_logit_gap))
+                    logits[self.normalizers.index("bn")] = 1.0 - k * w_other
+
     def mixing_ratios(self) -> tuple[Tensor, Tensor]:
         """Differentiable sparsestmax ratios, replaced by the frozen one-hot selection once fixed."""
         w = self._selection(update=self.training)
@@ -147,6 +180,43 @@ class SparseSwitchNorm2d(SwitchNorm2d):
         """Current (sparsestmax or frozen) ratios ``{"mean": (K,), "var": (K,)}``, without updating any buffer."""
         w = self._selection(update=False)
         return {"mean": w[0].clone(), "var": w[1].clone()}
+
+    def _load_from_state_dict(
+        self,
+        state_dict: dict[str, Any],
+        prefix: str,
+        local_metadata: dict[str, Any],
+        strict: bool,
+        missing_keys: list[str],
+        unexpected_keys: list[str],
+        error_msgs: list[str],
+    ) -> None:
+        # Official SSN2d checkpoints (switchablenorms/Sparse_SwitchNorm) store radius (1,) float, mean_fixed/var_fixed
+        # (1,) int64 and no mean_frozen/var_frozen: once a selection is fixed, the official layer overwrites the
+        # logits (mean_weight.data) with the one-hot sparsestmax output, so the frozen selection *is* the stored
+        # logit vector. Rebuild our buffers from that; without this, strict loading fails on the missing keys and
+        # non-strict loading leaves the frozen selection at [0, 0, 0] (all-zero ratios).
+        for name in ("radius", "mean_fixed", "var_fixed"):
+            key = prefix + name
+            value = state_dict.get(key)
+            if isinstance(value, Tensor) and value.numel() == 1 and value.dim() > 0:
+                state_dict[key] = value.reshape(())
+            value = state_dict.get(key)
+            if isinstance(value, Tensor) and name != "radius" and value.dtype != torch.bool:
+                state_dict[key] = value != 0
+        for which in ("mean", "var"):
+            frozen_key, fixed_key, logit_key = (prefix + f"{which}_{n}" for n in ("frozen", "fixed", "weight"))
+            logits, fixed = state_dict.get(logit_key), state_dict.get(fixed_key)
+            if frozen_key in state_dict or not isinstance(logits, Tensor) or not isinstance(fixed, Tensor):
+                continue
+            k = len(self.normalizers)
+            if logits.shape != (k,):
+                continue  # let the size-mismatch error name the key
+            one_hot = torch.nn.functional.one_hot(logits.argmax(), k).to(self.mean_frozen.dtype)
+            state_dict[frozen_key] = one_hot if bool(fixed) else torch.zeros(k, dtype=self.mean_frozen.dtype)
+        super()._load_from_state_dict(
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
 
 
 class SparsestmaxRadiusScheduler:
