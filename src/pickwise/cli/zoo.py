@@ -10,10 +10,11 @@ from ._format import format_table
 __all__ = ["add_parser"]
 
 
-# measured with OMP_NUM_THREADS=1 on the 2-core CPU machine while other jobs shared it (see docs/selection.md)
+# measured with OMP_NUM_THREADS=1 on the 2-core CPU machine shared with five other jobs (2.8 and 11.6 min; see
+# docs/selection.md); a free machine is faster
 QUICK_COUNT = 8
-QUICK_TIME_TEXT = "about 2 min on a free core"
-FULL_TIME_TEXT = "about 10 min on a free core"
+QUICK_TIME_TEXT = "about 2.5 min on 2 shared cores"
+FULL_TIME_TEXT = "about 12 min on 2 shared cores"
 
 
 def add_parser(subparsers: Any) -> None:

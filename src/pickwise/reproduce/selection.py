@@ -298,6 +298,15 @@ def _scores_for_target(
     return data
 
 
+def _emms_mode() -> str:
+    """The mode ``emms`` uses by default (the one this experiment scores with)."""
+    import inspect
+
+    from ..selection import emms
+
+    return str(inspect.signature(emms).parameters["mode"].default)
+
+
 def _zoo_record(root: Path, candidate: str) -> dict[str, Any]:
     meta = root / candidate.removeprefix("zoo:") / "entry.json"
     return json.loads(meta.read_text()) if meta.is_file() else {}
@@ -796,6 +805,7 @@ def run(args: argparse.Namespace) -> int:
                 "seed",
             )
         },
+        "emms_mode": _emms_mode(),
         "zoo_root": str(root),
         "command": "pickwise reproduce selection" + (" --quick" if args.quick else ""),
         "total_seconds": time.perf_counter() - start,
