@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from ..exceptions import DataFormatError
 from ._common import class_sums, softmax, unit_rms
 from ._spec import register_metric
 from ._validation import check_classification_labels, check_features, check_min_per_class, check_random_state
@@ -56,14 +57,18 @@ def _lda(
     sw_s.flat[:: d + 1] += shrinkage * mu_w
     sb = st - sw_s
     jitter = 0.0
+    # relative to the total scatter: when the classes are points (zero within-class scatter) mu_w is 0 too
+    floor = 1e-10 * max(mu_w, mu_t, np.finfo(np.float64).tiny)
     for _ in range(6):
         try:
             chol = np.linalg.cholesky(sw_s + jitter * np.eye(d))
-            break
+            if np.all(np.diagonal(chol) ** 2 > floor * 1e-6):
+                break
         except np.linalg.LinAlgError:
-            jitter = max(jitter * 100, 1e-10 * max(mu_w, 1e-300))
+            pass
+        jitter = max(jitter * 100, floor)
     else:  # pragma: no cover - pathological input
-        chol = np.linalg.cholesky(sw_s + np.eye(d) * max(mu_w, 1.0))
+        chol = np.linalg.cholesky(sw_s + np.eye(d) * max(mu_w, mu_t, 1.0))
     linv = np.linalg.inv(chol)
     evals, u = np.linalg.eigh(linv @ sb @ linv.T)
     evecs = linv.T @ u[:, np.argsort(evals)[::-1]]
@@ -106,10 +111,22 @@ def sfda(features: Any, labels: Any, *, random_state: int | None = 0) -> float:
     # Given the shrinkage the LDA posteriors are scale-invariant; only the shrinkage exp(-5 lambda_max(S_w))
     # depends on the scale, and it is computed for the original features from the rescaled ones.
     x, log_c = unit_rms(x)
-    prob, means, shrinkage = _lda(x, y, counts, None, rng, log_c)
-    prob = softmax(prob.copy())
-    outer = (means.sum(axis=0) - means) / (c - 1)
-    p = prob[np.arange(n), y][:, None]
-    x = p * x + (1.0 - p) * outer[y]
-    prob, _, _ = _lda(x, y, counts, shrinkage, rng)
-    return float(np.mean(prob[np.arange(n), y]))
+    try:
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            prob, means, shrinkage = _lda(x, y, counts, None, rng, log_c)
+            prob = softmax(prob.copy())
+            outer = (means.sum(axis=0) - means) / (c - 1)
+            p = prob[np.arange(n), y][:, None]
+            x = p * x + (1.0 - p) * outer[y]
+            prob, _, _ = _lda(x, y, counts, shrinkage, rng)
+        value = float(np.mean(prob[np.arange(n), y]))
+    except np.linalg.LinAlgError as err:
+        value, why = float("nan"), f" ({err})"
+    else:
+        why = ""
+    if not np.isfinite(value):
+        raise DataFormatError(
+            f"sfda: the Fisher discriminant of these {x.shape[1]} features is numerically singular{why}; "
+            "the features are (nearly) degenerate. Reduce them with PCA or use another metric."
+        )
+    return value
