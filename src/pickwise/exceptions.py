@@ -16,6 +16,8 @@ __all__ = [
     "InvalidParameterError",
     "NotFittedError",
     "PickwiseUserError",
+    "RunFolderError",
+    "RunLockedError",
     "ShapeError",
     "TrainingDivergedError",
     "UnknownNameError",
@@ -60,7 +62,15 @@ class CheckpointError(PickwiseUserError, ValueError):
 
 
 class TrainingDivergedError(PickwiseUserError, FloatingPointError):
-    """The training loss became NaN or infinite (usually: learning rate too high for the setup)."""
+    """The training loss or the weights became NaN or infinite (usually: learning rate too high for the setup)."""
+
+
+class RunFolderError(PickwiseUserError, FileExistsError):
+    """A run folder already holds another run (start with ``--resume`` or ``--overwrite``, or pick another name)."""
+
+
+class RunLockedError(RunFolderError):
+    """Another process is training into the same run folder; the message names its pid."""
 
 
 class WeightsIntegrityError(CheckpointError):

@@ -1,5 +1,6 @@
 """End-to-end ``pickwise train`` runs in subprocesses: outputs, kill-and-resume, bad input."""
 
+import csv
 import json
 import os
 import signal
@@ -103,6 +104,13 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
     assert a.keys() == b.keys()
     for key in a:
         assert (a[key] == b[key]).all(), key
+
+    # the training log too: identical rows, except the wall-clock column images_per_sec
+    def rows(run):
+        with open(tmp_path / run / "train_log.csv", newline="") as f:
+            return [{k: v for k, v in r.items() if k != "images_per_sec"} for r in csv.DictReader(f)]
+
+    assert rows("killed") == rows("full") and len(rows("full")) == 3
     full_acc = json.loads((tmp_path / "full" / "results.json").read_text())["metrics"]["acc"]
     resumed_acc = json.loads((tmp_path / "killed" / "results.json").read_text())["metrics"]["acc"]
     assert full_acc == resumed_acc

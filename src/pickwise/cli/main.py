@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import typing
 from collections.abc import Sequence
 
 from .. import __version__
@@ -12,12 +13,24 @@ from . import analyze, demo, listing, reproduce, select, train, transfer, zoo
 
 __all__ = ["build_parser", "main"]
 
+
+class _OneLineErrorParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose usage errors are one line, like every other user error.
+
+    The line is ``pickwise: error: ...`` and the exit status 2; ``--help`` still prints the full usage.
+    """
+
+    def error(self, message: str) -> typing.NoReturn:
+        print(f"pickwise: error: {self.prog}: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
 _SUBCOMMANDS = (train, demo, listing, analyze, reproduce, select, transfer, zoo)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The full ``pickwise`` parser."""
-    parser = argparse.ArgumentParser(
+    parser = _OneLineErrorParser(
         prog="pickwise",
         description="Learning to normalize, learning to group and model selection for PyTorch.",
     )
@@ -31,7 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit status (0 ok, 2 user error)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help/--version (0) or a usage error already printed in one line (2)
+        return exit_.code if isinstance(exit_.code, int) else 2
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2

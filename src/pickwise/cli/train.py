@@ -89,8 +89,22 @@ def add_parser(subparsers: Any) -> None:
         metavar="CKPT",
         help="continue the run --name from its newest valid checkpoint, or from the folder CKPT",
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="delete the outputs of a previous run in the folder --name first (without it, or --resume, an existing "
+        "run folder is refused)",
+    )
+    p.add_argument(
+        "--no-progress", action="store_true", help="no progress output (a bar on a terminal, else a line every 10 s)"
+    )
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="resolve and check everything (names, options, run folder, memory estimate), print the config, "
+        "train nothing",
+    )
     p.set_defaults(handler=run)
 
 
@@ -105,6 +119,31 @@ def _overrides(args: argparse.Namespace) -> list[str]:
     return items + list(args.overrides)
 
 
+def _dry_run(cfg: Any, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..engine.config import check_run_name
+    from ..engine.run import check_run_dir, default_run_name, preflight, resolve_device
+
+    device = resolve_device(cfg.train.device)
+    if cfg.name is None:
+        cfg.name = default_run_name(cfg)
+        check_run_name(cfg.name, cfg.output_dir)
+    estimate = preflight(cfg, device)
+    run_dir = Path(cfg.output_dir) / cfg.name
+    found = check_run_dir(run_dir, args.resume, args.overwrite)
+    if args.resume:
+        action = "resume the run in"
+    elif found:
+        action = "delete the previous run's outputs, then train into"
+    else:
+        action = "train into"
+    print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), end="")
+    print(f"# dry run: would {action} {run_dir} on {device}")
+    print(f"# memory estimate: {estimate.describe()}")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     """Handler of ``pickwise train``."""
     from ..engine.run import run_classification
@@ -113,7 +152,9 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), end="")
         return 0
-    result = run_classification(cfg, resume=args.resume)
+    if args.dry_run:
+        return _dry_run(cfg, args)
+    result = run_classification(cfg, resume=args.resume, overwrite=args.overwrite)
     if result.rank == 0:
         rows = [[key, value] for key, value in result.metrics.items()]
         rows += [

@@ -36,6 +36,8 @@ from ..utils.io import atomic_write_json, fsync_dir, sha256_file
 
 __all__ = [
     "Checkpoint",
+    "checkpoint_run_id",
+    "checkpoint_step",
     "find_checkpoints",
     "latest_valid_checkpoint",
     "load_checkpoint",
@@ -46,7 +48,9 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1
-_CKPT_RE = re.compile(r"^ckpt-(\d{8})$")
+# keys every checkpoint's state.json must hold (written by save_checkpoint itself)
+_REQUIRED_STATE_KEYS = ("step", "optimizer")
+_CKPT_RE = re.compile(r"^ckpt-(\d{8,})$")  # zero-padded to 8 digits, longer past step 99,999,999
 
 
 @dataclass
@@ -106,17 +110,31 @@ def _numpy_rng_state() -> dict[str, Any]:
     return {"name": name, "keys": keys.tolist(), "pos": int(pos), "has_gauss": int(has_gauss), "cached": float(cached)}
 
 
-def restore_host_rng(state: dict[str, Any], rng_torch: torch.Tensor | None) -> None:
-    """Restore Python, NumPy and torch CPU RNG states saved by :func:`save_checkpoint`."""
+def restore_host_rng(state: dict[str, Any], rng_torch: torch.Tensor | None, *, where: str | None = None) -> None:
+    """Restore Python, NumPy and torch CPU RNG states saved by :func:`save_checkpoint`.
+
+    Raises:
+        CheckpointError: If an entry cannot be restored (``where`` names the checkpoint in the message).
+    """
     rng = state.get("rng", {})
-    if "python" in rng:
-        version, internal, gauss = rng["python"]
-        random.setstate((version, tuple(internal), gauss))
-    if "numpy" in rng:
-        n = rng["numpy"]
-        np.random.set_state((n["name"], np.array(n["keys"], dtype=np.uint32), n["pos"], n["has_gauss"], n["cached"]))
-    if rng_torch is not None:
-        torch.set_rng_state(rng_torch)
+    where = where or "(state.json)"
+    try:
+        if not isinstance(rng, dict):
+            raise TypeError(f"rng must be a mapping, got {type(rng).__name__}")
+        if "python" in rng:
+            version, internal, gauss = rng["python"]
+            random.setstate((version, tuple(internal), gauss))
+        if "numpy" in rng:
+            n = rng["numpy"]
+            keys = np.array(n["keys"], dtype=np.uint32)
+            np.random.set_state((n["name"], keys, n["pos"], n["has_gauss"], n["cached"]))
+        if rng_torch is not None:
+            torch.set_rng_state(rng_torch)
+    except (KeyError, TypeError, ValueError, OverflowError, RuntimeError) as err:
+        raise CheckpointError(
+            f"checkpoint {where}: state.json has an invalid RNG entry ({type(err).__name__}: {err}); "
+            "resume from an older checkpoint or start over"
+        ) from None
 
 
 def save_checkpoint(
@@ -127,6 +145,7 @@ def save_checkpoint(
     state: dict[str, Any],
     *,
     keep_last: int | None = None,
+    run_id: str | None = None,
 ) -> Path:
     """Atomically write checkpoint ``ckpt-<step>`` under ``directory`` and prune older ones.
 
@@ -138,6 +157,7 @@ def save_checkpoint(
         state: JSON-serialisable loop state (epoch, sampler position, scheduler, metrics, ...).
         keep_last: Keep only this many newest checkpoints (None: keep all). Older ones are removed only after the
             new one is complete.
+        run_id: The writing run's id, recorded in ``state.json``; pruning then touches only this run's checkpoints.
 
     Returns:
         The final checkpoint folder.
@@ -165,6 +185,8 @@ def save_checkpoint(
         },
         **state,
     }
+    if run_id is not None:
+        payload["run_id"] = run_id
     for name in ("model.safetensors", "optimizer.safetensors"):
         with open(tmp / name, "rb") as f:
             os.fsync(f.fileno())
@@ -174,28 +196,62 @@ def save_checkpoint(
     os.rename(tmp, final)
     fsync_dir(directory)
     if keep_last is not None:
-        prune_checkpoints(directory, keep_last)
+        prune_checkpoints(directory, keep_last, run_id)
     return final
 
 
-def find_checkpoints(directory: str | os.PathLike[str]) -> list[Path]:
-    """Complete checkpoint folders under ``directory``, oldest first (temporary folders are ignored)."""
+def checkpoint_step(path: str | os.PathLike[str]) -> int:
+    """The step number in a ``ckpt-<step>`` folder name."""
+    match = _CKPT_RE.match(Path(path).name)
+    if match is None:
+        raise CheckpointError(f"checkpoint {path}: not a ckpt-XXXXXXXX folder name")
+    return int(match.group(1))
+
+
+def checkpoint_run_id(path: str | os.PathLike[str]) -> str | None:
+    """The run id recorded in a checkpoint's ``state.json`` (None if absent or unreadable; no hashing)."""
+    try:
+        state = json.loads((Path(path) / "state.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    run_id = state.get("run_id") if isinstance(state, dict) else None
+    return run_id if isinstance(run_id, str) else None
+
+
+def find_checkpoints(directory: str | os.PathLike[str], run_id: str | None = None) -> list[Path]:
+    """Complete checkpoint folders under ``directory``, oldest first by step number (temporary folders ignored).
+
+    Args:
+        directory: A run's ``checkpoints/`` folder.
+        run_id: Only checkpoints whose ``state.json`` records this run id (None: all).
+    """
     directory = Path(directory)
     if not directory.is_dir():
         return []
     found = [p for p in directory.iterdir() if p.is_dir() and _CKPT_RE.match(p.name)]
-    return sorted(found, key=lambda p: p.name)
+    if run_id is not None:
+        found = [p for p in found if checkpoint_run_id(p) == run_id]
+    return sorted(found, key=lambda p: (checkpoint_step(p), p.name))
 
 
-def prune_checkpoints(directory: str | os.PathLike[str], keep_last: int) -> list[Path]:
-    """Delete all but the ``keep_last`` newest checkpoints and stale temporary folders; returns what was removed."""
+def prune_checkpoints(directory: str | os.PathLike[str], keep_last: int, run_id: str | None = None) -> list[Path]:
+    """Delete all but the ``keep_last`` newest checkpoints (by step) and stale temporary folders.
+
+    Args:
+        directory: A run's ``checkpoints/`` folder.
+        keep_last: How many of the newest checkpoints to keep (at least 1).
+        run_id: Only this run's checkpoints are considered and deleted (None: all checkpoints).
+
+    Returns:
+        The removed checkpoint folders.
+    """
     directory = Path(directory)
     removed = []
-    ckpts = find_checkpoints(directory)
+    ckpts = find_checkpoints(directory, run_id)
     for path in ckpts[: max(0, len(ckpts) - max(1, keep_last))]:
         shutil.rmtree(path, ignore_errors=True)
         removed.append(path)
-    for path in directory.glob(".tmp-ckpt-*"):
+    for path in directory.glob(".tmp-ckpt-*"):  # the run folder is locked, so these are left by dead writers
         if path.is_dir() and not path.name.endswith(f"-{os.getpid()}"):
             shutil.rmtree(path, ignore_errors=True)
     return removed
@@ -233,14 +289,33 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         opt_tensors = load_file(str(path / "optimizer.safetensors"))
     except (SafetensorError, OSError) as err:
         raise CheckpointError(f"checkpoint {path} is corrupt: cannot read tensors ({err})") from None
+    missing = [key for key in _REQUIRED_STATE_KEYS if key not in state]
+    if missing:
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt: {state_file} lacks {', '.join(missing)}; resume from an older "
+            "checkpoint or start over"
+        )
     rng_torch = opt_tensors.pop("rng.torch", None)
-    optimizer_state = optimizer_state_from_parts(opt_tensors, state["optimizer"])
-    return Checkpoint(path, int(state["step"]), model_state, optimizer_state, state, rng_torch)
+    try:
+        optimizer_state = optimizer_state_from_parts(opt_tensors, state["optimizer"])
+        step = int(state["step"])
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise CheckpointError(
+            f"checkpoint {path} is corrupt: {state_file} has an invalid entry ({type(err).__name__}: {err})"
+        ) from None
+    if rng_torch is not None and (rng_torch.dtype != torch.uint8 or rng_torch.ndim != 1):
+        raise CheckpointError(f"checkpoint {path} is corrupt: rng.torch is not a uint8 vector")
+    return Checkpoint(path, step, model_state, optimizer_state, state, rng_torch)
 
 
-def latest_valid_checkpoint(directory: str | os.PathLike[str]) -> Checkpoint | None:
-    """The newest checkpoint under ``directory`` that loads and verifies (corrupt newer ones are skipped, warned)."""
-    for path in reversed(find_checkpoints(directory)):
+def latest_valid_checkpoint(directory: str | os.PathLike[str], run_id: str | None = None) -> Checkpoint | None:
+    """The newest checkpoint under ``directory`` that loads and verifies (corrupt newer ones are skipped, warned).
+
+    Args:
+        directory: A run's ``checkpoints/`` folder.
+        run_id: Only checkpoints of this run (None: any).
+    """
+    for path in reversed(find_checkpoints(directory, run_id)):
         try:
             return load_checkpoint(path)
         except CheckpointError as err:

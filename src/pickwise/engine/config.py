@@ -12,6 +12,8 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -22,6 +24,7 @@ import yaml
 
 from .._registry import close_matches_hint
 from ..exceptions import ConfigError
+from ..utils.validation import iter_nonfinite
 
 __all__ = [
     "CheckpointConfig",
@@ -32,6 +35,7 @@ __all__ = [
     "ScheduleConfig",
     "TrainConfig",
     "apply_overrides",
+    "check_run_name",
     "config_from_dict",
     "config_to_dict",
     "load_yaml_with_bases",
@@ -328,6 +332,8 @@ def config_to_dict(cfg: RunConfig) -> dict[str, Any]:
 
 def load_yaml_with_bases(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
     """Load a YAML config; a top-level ``_base_`` (path or list of paths, relative to the file) is merged first."""
+    if "\0" in str(path):
+        raise ConfigError(f"config: file name {str(path)!r} contains a NUL byte")
     path = Path(path).expanduser()
     if not path.is_file():
         raise ConfigError(f"config: file not found: {path}")
@@ -338,11 +344,26 @@ def load_yaml_with_bases(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"config: {path} is not valid YAML ({str(err).splitlines()[0]})") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(
+            f"config: {path} is not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start}); "
+            "save it as UTF-8"
+        ) from None
+    except (OSError, RecursionError) as err:
+        raise ConfigError(f"config: cannot read {path} ({type(err).__name__}: {err})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config: {path} must hold a mapping at the top level; got {type(data).__name__}")
     bases = data.pop("_base_", [])
+    if bases is None:
+        bases = []
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, list) or not all(isinstance(b, str) and b and "\0" not in b for b in bases):
+        raise ConfigError(
+            f"config: {path}: _base_ must be a file path or a list of file paths (relative to the file); got {bases!r}"
+        )
     merged: dict[str, Any] = {}
-    for base in [bases] if isinstance(bases, str) else list(bases):
+    for base in bases:
         _deep_update(merged, load_yaml_with_bases(path.parent / base, (*_seen, resolved)))
     _deep_update(merged, data)
     return merged
@@ -365,7 +386,7 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
         key = key.strip()
         try:
             value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
+        except (yaml.YAMLError, RecursionError, ValueError):
             value = raw
         parts = key.split(".")
         nested: dict[str, Any] = {}
@@ -382,9 +403,75 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
     return cfg
 
 
+_INT_LIMIT = 2**63 - 1  # every integer must fit torch's int64
+# (key, lowest allowed, lowest is exclusive) for float fields; None-able fields are checked when set
+_FLOAT_RANGES: tuple[tuple[str, float, bool], ...] = (
+    ("optim.lr", 0.0, True),
+    ("optim.momentum", 0.0, False),
+    ("optim.weight_decay", 0.0, False),
+    ("optim.clip_grad_norm", 0.0, True),
+    ("optim.norm_logit_lr_mult", 0.0, False),
+    ("optim.norm_logit_clip", 0.0, True),
+    ("schedule.warmup_epochs", 0.0, False),
+    ("schedule.gamma", 0.0, True),
+    ("schedule.min_lr_ratio", 0.0, False),
+    ("model.gamma_decay", 0.0, False),
+    ("model.sparsestmax_radius", 0.0, False),
+)
+_DEVICE_RE = re.compile(r"^(auto|cpu|cuda|cuda:\d{1,4})$")
+
+
+def check_run_name(name: str | None, output_dir: str) -> None:
+    """Refuse run names that would write outside ``output_dir`` (absolute paths, ``..``) or into it directly.
+
+    Raises:
+        ConfigError: With the offending name.
+    """
+    if name is None:
+        return
+    base = Path(output_dir)
+    target = base / name
+    try:
+        inside = os.path.commonpath([os.path.abspath(base), os.path.abspath(target)]) == os.path.abspath(base)
+    except ValueError:  # different drives
+        inside = False
+    normalized = os.path.normpath(name)
+    if (
+        not name.strip()
+        or Path(name).is_absolute()
+        or not inside
+        or normalized in (".", "..")
+        or normalized.startswith(".." + os.sep)
+        or ".." in Path(name).parts
+        or os.path.abspath(target) == os.path.abspath(base)
+    ):
+        raise ConfigError(
+            f"config: name {name!r} must be a folder name inside output_dir ({output_dir}); absolute paths, '..' and "
+            "empty names are refused (use --output-dir to write elsewhere)"
+        )
+
+
 def validate_config(cfg: RunConfig) -> RunConfig:
-    """Check value ranges and choices; raises :class:`ConfigError` with the offending key."""
-    flat = _flatten(config_to_dict(cfg))
+    """Check value ranges and choices; raises :class:`ConfigError` with the offending key.
+
+    Every float (including list items, ``model.kwargs`` and ``model.norm_kwargs``) must be finite, every integer
+    must fit in int64, strings must not hold NUL bytes, and the run name must stay inside ``output_dir``.
+    """
+    nested = config_to_dict(cfg)
+    flat = _flatten(nested)
+    for key, value in iter_nonfinite(nested):
+        raise ConfigError(f"config: {key} must be a finite number; got {value!r}")
+    for key, value in flat.items():
+        values = value if isinstance(value, list) else [value]
+        for item in values:
+            if isinstance(item, int) and not isinstance(item, bool) and abs(item) > _INT_LIMIT:
+                raise ConfigError(f"config: {key} is too large ({item}); it must fit in a signed 64-bit integer")
+            if isinstance(item, str) and "\0" in item:
+                raise ConfigError(f"config: {key} contains a NUL byte")
+    for key, kwargs in (("model.kwargs", cfg.model.kwargs), ("model.norm_kwargs", cfg.model.norm_kwargs)):
+        bad = [k for k in kwargs if not isinstance(k, str) or not k.isidentifier()]
+        if bad:
+            raise ConfigError(f"config: {key} names must be Python identifiers; got {bad[0]!r}")
     for key, choices in _CHOICES.items():
         if flat[key] not in choices:
             hint = close_matches_hint(str(flat[key]), list(choices))
@@ -406,8 +493,28 @@ def validate_config(cfg: RunConfig) -> RunConfig:
     ):
         if flat[key] is not None and flat[key] < 1:
             raise ConfigError(f"config: {key} must be >= 1 (or null); got {flat[key]}")
-    if cfg.optim.lr <= 0:
-        raise ConfigError(f"config: optim.lr must be > 0; got {cfg.optim.lr}")
+    for key, low, exclusive in _FLOAT_RANGES:
+        value = flat[key]
+        if value is None:
+            continue
+        if value < low or (exclusive and value == low):
+            raise ConfigError(f"config: {key} must be {'>' if exclusive else '>='} {low:g}; got {value}")
+    if cfg.schedule.min_lr_ratio > 1:
+        raise ConfigError(f"config: schedule.min_lr_ratio must be <= 1; got {cfg.schedule.min_lr_ratio}")
+    if cfg.optim.momentum >= 1:
+        raise ConfigError(f"config: optim.momentum must be < 1; got {cfg.optim.momentum}")
+    if any(m < 0 for m in cfg.schedule.milestones):
+        raise ConfigError(f"config: schedule.milestones must be >= 0; got {cfg.schedule.milestones}")
+    if cfg.optim.nesterov and (cfg.optim.name != "sgd" or cfg.optim.momentum == 0):
+        raise ConfigError("config: optim.nesterov needs optim.name=sgd and optim.momentum > 0")
+    if not 0 <= cfg.train.seed < 2**63:
+        raise ConfigError(f"config: train.seed must be in [0, 2**63); got {cfg.train.seed}")
+    if not _DEVICE_RE.match(cfg.train.device):
+        raise ConfigError(f"config: train.device must be auto, cpu, cuda or cuda:N; got {cfg.train.device!r}")
+    if not cfg.model.name or not cfg.data.name or not cfg.output_dir:
+        empty = [k for k in ("model.name", "data.name", "output_dir") if not flat[k]]
+        raise ConfigError(f"config: {empty[0]} must not be empty")
+    check_run_name(cfg.name, cfg.output_dir)
     if cfg.train.epochs == 0 and cfg.train.max_steps is None:
         raise ConfigError("config: train.epochs is 0 and train.max_steps is unset; nothing would be trained")
     return cfg

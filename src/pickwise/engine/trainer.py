@@ -4,7 +4,13 @@ One optimizer step = ``grad_accum_steps`` micro-batches of ``batch_size / world_
 optimizer step the engine reseeds torch's global RNG (dropout and friends) and a dedicated augmentation generator from
 ``(seed, step, rank)``; the data order depends only on ``(seed, epoch)``. Together with checkpoints that hold the
 model, optimizer, loop position and RNG states, a run killed at any point and resumed ends with bit-identical weights
-(same world size, same device type, same thread count).
+(same world size, same device type, same thread count). The running sums of the training log are checkpointed too,
+so ``train_log.csv`` after a resume is identical to the uninterrupted run's (except the wall-clock column
+``images_per_sec``).
+
+Non-finite values stop the run: the loss is checked at every micro-batch, the weights and buffers at every log,
+evaluation and checkpoint boundary and at the end, and :class:`~pickwise.exceptions.TrainingDivergedError` is raised
+before anything non-finite is saved.
 """
 
 from __future__ import annotations
@@ -22,14 +28,15 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
 
 from ..exceptions import CheckpointError, ConfigError, TrainingDivergedError
 from ..nn.norm._learned import MIXTURE_LOGIT_NAMES
 from ..utils.distributed import all_reduce_sum, barrier, get_rank, get_world_size, is_main_process
+from ..utils.io import atomic_write_text
 from ..utils.seed import derive_seed
 from .checkpoint import (
     Checkpoint,
+    find_checkpoints,
     latest_valid_checkpoint,
     load_checkpoint,
     restore_host_rng,
@@ -38,6 +45,8 @@ from .checkpoint import (
 from .config import RunConfig, config_to_dict, diff_configs
 from .logging import MetricLogger
 from .precision import autocast_dtype
+from .progress import make_progress
+from .rundir import RunLock, new_run_id, read_run_id, write_run_info
 from .sampler import ResumableDistributedSampler, ShardSampler
 from .schedule import lr_at_step
 from .tasks import Task
@@ -112,6 +121,10 @@ class Trainer:
         task: Turns batches into losses and metrics.
         run_dir: Output folder (checkpoints, logs, config, results).
         device: Device to train on.
+        hooks: Callables run before every optimizer step.
+        regularizer: Extra loss term added once per optimizer step.
+        run_id: This run's id (see :mod:`pickwise.engine.rundir`); None: a new one for a fresh run, the folder's
+            (``run.json``) or the checkpoint's on resume.
     """
 
     def __init__(
@@ -126,8 +139,10 @@ class Trainer:
         *,
         hooks: Sequence[Callable[[Trainer], None]] = (),
         regularizer: Callable[[nn.Module], torch.Tensor] | None = None,
+        run_id: str | None = None,
     ) -> None:
         self.cfg, self.task, self.run_dir, self.device = cfg, task, Path(run_dir), device
+        self.run_id = run_id
         self.hooks, self.regularizer = list(hooks), regularizer
         self.rank, self.world_size = get_rank(), get_world_size()
         if cfg.data.batch_size % self.world_size:
@@ -161,6 +176,7 @@ class Trainer:
             self.ddp_model = DistributedDataParallel(self.model, device_ids=ids)
         self.global_step, self.epoch, self.step_in_epoch = 0, 0, 0
         self.history: list[dict[str, float]] = []
+        self._window: dict[str, torch.Tensor] = {}  # running sums of the current training-log row
 
     # ------------------------------------------------------------------ checkpoints
     @property
@@ -183,10 +199,32 @@ class Trainer:
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
             "history": self.history,
             "config": config_to_dict(self.cfg),
+            # float32 sums of the log row in progress, so a resumed run writes the same row (exact in JSON)
+            "log_window": {k: float(v) for k, v in self._window.items() if k != "lr"},
         }
 
+    def check_finite(self, where: str) -> None:
+        """Raise :class:`TrainingDivergedError` if any parameter or floating buffer is NaN or infinite.
+
+        Args:
+            where: What the check guards, for the message (``"checkpoint"``, ``"evaluation"``, ...).
+        """
+        tensors = [(n, t) for n, t in self.model.state_dict().items() if t.is_floating_point() or t.is_complex()]
+        if not tensors:
+            return
+        flags = torch.stack([torch.isfinite(t.detach()).all() for _, t in tensors])
+        if bool(flags.all()):
+            return
+        bad = [n for (n, _), ok in zip(tensors, flags.tolist()) if not ok]
+        raise TrainingDivergedError(
+            f"train: the weights became NaN/infinite by step {self.global_step} (before {where}; "
+            f"{len(bad)} tensor(s), first '{bad[0]}'); nothing was saved for this step. Lower optim.lr "
+            "(now {:g}) or set optim.clip_grad_norm".format(self.cfg.optim.lr)
+        )
+
     def save(self) -> Path | None:
-        """Write a checkpoint (rank 0 only; other ranks wait)."""
+        """Write a checkpoint (rank 0 only; other ranks wait). Refuses non-finite weights."""
+        self.check_finite("checkpoint")
         path = None
         if is_main_process():
             path = save_checkpoint(
@@ -196,6 +234,7 @@ class Trainer:
                 self.optimizer.state_dict(),
                 self._state(),
                 keep_last=self.cfg.checkpoint.keep_last,
+                run_id=self.run_id,
             )
         barrier()
         return path
@@ -203,19 +242,62 @@ class Trainer:
     def resume(self, source: str | Path | bool) -> Checkpoint:
         """Restore model, optimizer and loop state.
 
+        Only checkpoints of this run are loaded: with ``source=True`` the newest valid checkpoint carrying the run id of
+        the folder's ``run.json`` (any checkpoint in a folder written before run ids existed); with a path, the
+        checkpoint's run id must equal the folder's (a folder without ``run.json`` adopts the checkpoint's run).
+
         Args:
             source: A ``ckpt-*`` folder, or True for the newest valid checkpoint of this run.
 
         Returns:
             The loaded checkpoint.
+
+        Raises:
+            CheckpointError: No checkpoint of this run, a checkpoint of another run, or a corrupt one.
         """
+        folder_id = read_run_id(self.run_dir)
+        if self.run_id is not None and folder_id is not None and self.run_id != folder_id:
+            raise CheckpointError(
+                f"resume: {self.run_dir / 'run.json'} records run {folder_id}, not {self.run_id}; "
+                "refusing to mix two runs"
+            )
+        run_id = self.run_id or folder_id
         if source is True:
-            ckpt = latest_valid_checkpoint(self.checkpoint_dir)
+            ckpt = latest_valid_checkpoint(self.checkpoint_dir, run_id)
             if ckpt is None:
+                others = find_checkpoints(self.checkpoint_dir)
+                if run_id is not None and others:
+                    raise CheckpointError(
+                        f"resume: the {len(others)} checkpoint(s) in {self.checkpoint_dir} belong to another run "
+                        f"(this run is {run_id}); start over with --overwrite or choose another --name"
+                    )
                 raise CheckpointError(f"resume: no valid checkpoint in {self.checkpoint_dir}; start without --resume")
         else:
             ckpt = load_checkpoint(source)
+            ckpt_id = ckpt.state.get("run_id")
+            if run_id is not None and ckpt_id != run_id:
+                raise CheckpointError(
+                    f"resume: {ckpt.path} belongs to run {ckpt_id or '(no run id)'}, but {self.run_dir} holds run "
+                    f"{run_id}; a checkpoint of another run is never loaded into it (use a new --name to continue "
+                    "from that checkpoint)"
+                )
+        ckpt_id = ckpt.state.get("run_id")
+        self.run_id = run_id or (ckpt_id if isinstance(ckpt_id, str) else None) or new_run_id()
         state = ckpt.state
+        state_file = ckpt.path / "state.json"
+        try:
+            loop = {key: int(state[key]) for key in ("global_step", "epoch", "step_in_epoch")}
+            if min(loop.values()) < 0 or not isinstance(state.get("config", {}), dict):
+                raise ValueError("negative loop position or config not a mapping")
+            window = {str(k): float(v) for k, v in dict(state.get("log_window") or {}).items()}
+            history = list(state.get("history") or [])
+        except (KeyError, TypeError, ValueError) as err:
+            raise CheckpointError(
+                f"resume: {state_file} has a missing or invalid entry ({type(err).__name__}: {err}); resume from an "
+                "older checkpoint or start over"
+            ) from None
+        if "config" not in state:
+            raise CheckpointError(f"resume: {state_file} lacks the run's config; resume from an older checkpoint")
         changed = diff_configs(state["config"], config_to_dict(self.cfg))
         fatal = [
             k for k in changed if k.split(".")[0] in ("model", "data") and k not in ("data.num_workers", "data.root")
@@ -248,10 +330,10 @@ class Trainer:
             ) from None
         if state.get("scaler") and self.scaler.is_enabled():
             self.scaler.load_state_dict(state["scaler"])
-        restore_host_rng(state, ckpt.rng_torch)
-        self.global_step, self.epoch = int(state["global_step"]), int(state["epoch"])
-        self.step_in_epoch = int(state["step_in_epoch"])
-        self.history = list(state.get("history", []))
+        restore_host_rng(state, ckpt.rng_torch, where=str(state_file))
+        self.global_step, self.epoch, self.step_in_epoch = loop["global_step"], loop["epoch"], loop["step_in_epoch"]
+        self.history = history
+        self._window = {k: torch.tensor(v, dtype=torch.float32, device=self.device) for k, v in window.items()}
         return ckpt
 
     # ------------------------------------------------------------------ loop
@@ -290,17 +372,17 @@ class Trainer:
             hook(self)
         self.ddp_model.train()
         sums: dict[str, torch.Tensor] = {}
+        bad_loss: float | None = None
         for i, batch in enumerate(micro_batches):
             last = i == len(micro_batches) - 1
             sync = nullcontext() if last or self.world_size == 1 else self.ddp_model.no_sync()
             with sync:
                 with self._autocast():
                     loss, stats = self.task.training_loss(self.ddp_model, batch, self.device, generator)
-                if not torch.isfinite(loss):
-                    raise TrainingDivergedError(
-                        f"train: loss became {loss.item()} at step {self.global_step}; lower "
-                        "optim.lr or enable optim.clip_grad_norm"
-                    )
+                if bad_loss is None and not torch.isfinite(loss):
+                    bad_loss = float(loss.detach())
+                    if self.world_size == 1:
+                        self._diverged(bad_loss)
                 objective = loss / len(micro_batches)
                 if last and self.regularizer is not None:  # once per optimizer step, inside DDP's backward
                     penalty = self.regularizer(self.model)
@@ -309,6 +391,10 @@ class Trainer:
                 self.scaler.scale(objective).backward()
             for key, value in stats.items():
                 sums[key] = sums.get(key, 0) + value.detach().float()
+        if self.world_size > 1:  # every rank must stop at the same step, or the others would hang in a collective
+            flag = torch.tensor([0.0 if bad_loss is None else 1.0], device=self.device)
+            if all_reduce_sum(flag).item() > 0:
+                self._diverged(bad_loss)
         if cfg.optim.clip_grad_norm or cfg.optim.norm_logit_clip:
             self.scaler.unscale_(self.optimizer)
         if cfg.optim.norm_logit_clip:
@@ -322,6 +408,13 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         sums["lr"] = torch.tensor(lr)
         return sums
+
+    def _diverged(self, loss: float | None) -> None:
+        what = f"became {loss}" if loss is not None else "became non-finite on another process"
+        raise TrainingDivergedError(
+            f"train: loss {what} at step {self.global_step + 1}; nothing was saved for this step. Lower optim.lr "
+            f"(now {self.cfg.optim.lr:g}) or set optim.clip_grad_norm"
+        )
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
@@ -349,10 +442,38 @@ class Trainer:
         return self.task.finalize({k: float(v) for k, v in zip(keys, packed.tolist())})
 
     def fit(self, resume: str | Path | bool | None = None) -> TrainResult:
-        """Run (or continue) training to ``total_steps``; returns the final evaluation."""
+        """Run (or continue) training to ``total_steps``; returns the final evaluation.
+
+        Holds the run folder's lock (rank 0) for the whole run, records the run id in ``run.json`` and the resolved
+        config in ``config.yaml`` (with the run id as a leading comment), then trains.
+
+        Raises:
+            RunLockedError: Another process is training into the same folder.
+            TrainingDivergedError: The loss or the weights became NaN/infinite; nothing non-finite is saved.
+            CheckpointError: ``resume`` found no usable checkpoint of this run.
+        """
+        with RunLock(self.run_dir, enabled=is_main_process()):
+            return self._fit(resume)
+
+    def _write_run_files(self) -> None:
+        if not is_main_process():
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if read_run_id(self.run_dir) != self.run_id:
+            write_run_info(self.run_dir, str(self.run_id), name=self.cfg.name)
+        import yaml
+
+        text = yaml.safe_dump(config_to_dict(self.cfg), sort_keys=False)
+        atomic_write_text(self.run_dir / "config.yaml", f"# run_id: {self.run_id}\n{text}")
+
+    def _fit(self, resume: str | Path | bool | None) -> TrainResult:
         cfg = self.cfg
         if resume:
             self.resume(resume)
+            self.check_finite("training (the checkpoint holds non-finite weights)")
+        elif self.run_id is None:
+            self.run_id = new_run_id()
+        self._write_run_files()
         logger = MetricLogger(
             self.run_dir,
             enabled=is_main_process(),
@@ -361,15 +482,14 @@ class Trainer:
         )
         accum = cfg.train.grad_accum_steps
         start_time, start_step = time.perf_counter(), self.global_step
-        window: dict[str, torch.Tensor] = {}
+        if not resume:
+            self._window = {}
         window_start = time.perf_counter()
-        bar = tqdm(
+        bar = make_progress(
             total=self.total_steps,
             initial=self.global_step,
-            disable=not (cfg.train.progress and is_main_process()) or None,
+            enabled=bool(cfg.train.progress and is_main_process()),
             desc=cfg.name or "train",
-            unit="step",
-            dynamic_ncols=True,
         )
         metrics: dict[str, float] = {}
         try:
@@ -384,17 +504,19 @@ class Trainer:
                     self.global_step += 1
                     self.step_in_epoch += 1
                     for key, value in sums.items():
-                        window[key] = window.get(key, 0) + value
+                        self._window[key] = self._window.get(key, 0) + value
                     bar.update(1)
                     if self.global_step % cfg.train.log_every == 0 or self.global_step == self.total_steps:
-                        self._log_window(logger, window, time.perf_counter() - window_start, bar)
-                        window, window_start = {}, time.perf_counter()
+                        self.check_finite("logging")
+                        self._log_window(logger, self._window, time.perf_counter() - window_start, bar)
+                        self._window, window_start = {}, time.perf_counter()
                     end_of_epoch = self.step_in_epoch == self.steps_per_epoch
                     finished = self.global_step == self.total_steps
                     if end_of_epoch:
                         self.epoch, self.step_in_epoch = self.epoch + 1, 0
                     due_eval = end_of_epoch and cfg.train.eval_every and self.epoch % cfg.train.eval_every == 0
                     if finished or due_eval:
+                        self.check_finite("evaluation")
                         metrics = self.evaluate()
                         if metrics:
                             entry = {"step": self.global_step, "epoch": self.epoch, **metrics}
@@ -408,6 +530,7 @@ class Trainer:
         finally:
             bar.close()
             logger.close()
+        self.check_finite("the end of training")
         if not metrics:  # e.g. resuming a run that had already finished
             metrics = self.evaluate()
         seconds = time.perf_counter() - start_time
@@ -426,6 +549,8 @@ class Trainer:
 
     def _log_window(self, logger: MetricLogger, window: dict[str, torch.Tensor], seconds: float, bar: Any) -> None:
         keys = sorted(k for k in window if k != "lr")
+        if not keys:
+            return
         packed = all_reduce_sum(torch.stack([window[k].double().to(self.device) for k in keys]))
         totals = dict(zip(keys, packed.tolist()))
         n = max(totals.get("count", 0.0), 1.0)

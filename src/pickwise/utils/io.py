@@ -58,8 +58,9 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 
 
 def json_safe(obj: Any) -> Any:
-    """A copy of ``obj`` that strict JSON accepts: NaN/inf floats become ``None``, tuples lists, numpy scalars
-    Python numbers, paths strings.
+    """A copy of ``obj`` that strict JSON accepts.
+
+    NaN/inf floats become ``None``, tuples lists, numpy scalars Python numbers, paths strings.
 
     Strict JSON readers (``JSON.parse``, ``jq``, Go, Rust's serde) reject Python's bare ``NaN``/``Infinity``;
     a non-finite value is written as ``null`` and the writer should record why next to it.
