@@ -146,11 +146,8 @@ PHOTO_PATCHES_INFO = DatasetInfo(
     # train-split statistics, checked in tests/data/test_data_photo_patches.py
     mean=(0.5024, 0.3676, 0.3137),
     std=(0.3075, 0.2479, 0.2451),
-    license=(
-        "public domain / CC0 / no known copyright restrictions (scikit-image photos, see pickwise.data.photo_patches); "
-        "CC BY 2.0 (scikit-learn china.jpg by danielbuechele, flower.jpg by vultilion: attribution required); "
-        "BSD-3-Clause (scikit-image, scikit-learn)"
-    ),
+    # per-photo licences and attributions: PHOTOS and the module docstring
+    license="public domain, CC0 or no known restrictions (skimage photos); CC BY 2.0 (scikit-learn china/flower.jpg)",
     source=(
         "scikit-image skimage.data.astronaut(), chelsea(), coffee(), rocket(), hubble_deep_field(), "
         "immunohistochemistry(), retina(), coins(), camera(); scikit-learn load_sample_images() china.jpg and "
