@@ -5,8 +5,10 @@ Writes ``results/norms.json`` and ``results/norms.md``. Usage::
     python benchmarks/bench_norms.py [--threads 1] [--repeats 21] [--quick]
 
 Each measurement is one ``y = layer(x); y.backward(g)`` in training mode (plus a forward-only pass under
-``torch.no_grad``); layers are timed round-robin so that machine noise hits all of them alike, and the median of
-``--repeats`` runs is reported.
+``torch.no_grad``); layers are timed round-robin so that machine noise hits all of them alike. One *session* takes the
+median of ``--repeats`` runs; ``--sessions`` independent sessions (``--pause`` seconds apart, so that they see
+different load on a shared machine) are run, and the report gives the median over sessions and the range
+[min, max] of the per-session medians and of the ratios to BatchNorm2d - not the best session.
 """
 
 from __future__ import annotations
@@ -125,7 +127,9 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=21)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="first shape only, 5 repeats")
+    parser.add_argument("--sessions", type=int, default=5, help="independent sessions (ranges are over these)")
+    parser.add_argument("--pause", type=float, default=10.0, help="seconds between sessions")
+    parser.add_argument("--quick", action="store_true", help="first shape only, 5 repeats, 2 sessions")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     parser.add_argument("--tag", default="", help="suffix of the output files (e.g. _cuda_bf16)")
@@ -145,28 +149,50 @@ def main() -> int:
         "dtype": args.dtype,
         "load_average_at_start": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
     }
+    sessions = 2 if args.quick else args.sessions
+    per_session: list[dict[tuple[int, ...], dict[str, dict[str, float]]]] = []
+    loads = []
+    for k in range(sessions):
+        if k:
+            time.sleep(args.pause)
+        loads.append(os.getloadavg()[0] if hasattr(os, "getloadavg") else None)
+        per_session.append({shape: _time_all(shape, repeats, args.warmup, device, dtype) for shape in shapes})
+        for shape, times in per_session[-1].items():
+            print(
+                f"session {k + 1}/{sessions} {shape}: "
+                + ", ".join(f"{n}={t['fwd_bwd_ms']:.2f}ms" for n, t in times.items()),
+                flush=True,
+            )
+    machine["load_average_per_session"] = loads
     results = []
     for shape in shapes:
-        times = _time_all(shape, repeats, args.warmup, device, dtype)
-        bn = times["BatchNorm2d"]["fwd_bwd_ms"]
-        sn = times["SwitchNorm2d"]["fwd_bwd_ms"]
-        for name, t in times.items():
+        for name in LAYERS:
+            fb = [s[shape][name]["fwd_bwd_ms"] for s in per_session]
+            fw = [s[shape][name]["fwd_ms"] for s in per_session]
+            x_bn = [s[shape][name]["fwd_bwd_ms"] / s[shape]["BatchNorm2d"]["fwd_bwd_ms"] for s in per_session]
+            x_sn = [s[shape][name]["fwd_bwd_ms"] / s[shape]["SwitchNorm2d"]["fwd_bwd_ms"] for s in per_session]
             results.append(
                 {
                     "shape": list(shape),
                     "layer": name,
-                    **{k: round(v, 3) for k, v in t.items()},
-                    "x_bn": round(t["fwd_bwd_ms"] / bn, 3),
-                    "x_sn": round(t["fwd_bwd_ms"] / sn, 3),
+                    "fwd_bwd_ms": round(statistics.median(fb), 3),
+                    "fwd_bwd_ms_range": [round(min(fb), 3), round(max(fb), 3)],
+                    "fwd_ms": round(statistics.median(fw), 3),
+                    "fwd_ms_range": [round(min(fw), 3), round(max(fw), 3)],
+                    "x_bn": round(statistics.median(x_bn), 3),
+                    "x_bn_range": [round(min(x_bn), 3), round(max(x_bn), 3)],
+                    "x_sn": round(statistics.median(x_sn), 3),
+                    "x_sn_range": [round(min(x_sn), 3), round(max(x_sn), 3)],
+                    "per_session_fwd_bwd_ms": [round(v, 3) for v in fb],
                 }
             )
-        print(f"{shape}: " + ", ".join(f"{n}={t['fwd_bwd_ms']:.2f}ms" for n, t in times.items()), flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     payload = {
         "benchmark": "norms",
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "machine": machine,
         "repeats": repeats,
+        "sessions": sessions,
         "results": results,
     }
     (RESULTS / f"norms{args.tag}.json").write_text(json.dumps(payload, indent=2) + "\n")
@@ -174,18 +200,24 @@ def main() -> int:
         f"## Normalization layers: forward+backward time ({args.dtype}, {machine['device']})",
         "",
         f"`python benchmarks/bench_norms.py` on {machine['platform']} ({machine['cpu_count']} cores, "
-        f"{args.threads} torch thread(s), torch {torch.__version__}), {time.strftime('%Y-%m-%d')}. Median of {repeats} "
-        "round-robin runs of `y = layer(x); y.backward(g)` in training mode; *fwd* is a forward under `no_grad`. "
-        f"Load average at start: {machine['load_average_at_start']}. The machine is shared with other jobs, so "
-        "absolute numbers are noisy; ratios within one shape are more meaningful.",
+        f"{args.threads} torch thread(s), torch {torch.__version__}), {time.strftime('%Y-%m-%d')}. {sessions} "
+        f"sessions, each the median of {repeats} round-robin runs of `y = layer(x); y.backward(g)` in training mode "
+        "(*fwd*: a forward under `no_grad`). Columns give the median over sessions and, in brackets, the range "
+        f"[min, max] over sessions. Load average at the start of each session: {loads}. The machine is shared "
+        "with other jobs: absolute times are noisy, quote the ratio ranges.",
         "",
         "| shape | layer | fwd+bwd (ms) | fwd (ms) | × BatchNorm2d | × SwitchNorm2d |",
         "|---|---|---:|---:|---:|---:|",
     ]
+
+    def rng(r: dict, key: str, fmt: str = ".2f") -> str:
+        lo, hi = r[f"{key}_range"]
+        return f"{r[key]:{fmt}} [{lo:{fmt}}–{hi:{fmt}}]"
+
     for r in results:
         lines.append(
-            f"| {tuple(r['shape'])} | {r['layer']} | {r['fwd_bwd_ms']:.2f} | {r['fwd_ms']:.2f} | "
-            f"{r['x_bn']:.2f} | {r['x_sn']:.2f} |"
+            f"| {tuple(r['shape'])} | {r['layer']} | {rng(r, 'fwd_bwd_ms')} | {rng(r, 'fwd_ms')} | "
+            f"{rng(r, 'x_bn')} | {rng(r, 'x_sn')} |"
         )
     lines += [
         "",

@@ -13,6 +13,10 @@ __all__ = ["TOPICS", "add_parser"]
 # topic -> (module, one-line help)
 TOPICS: dict[str, tuple[str, str]] = {
     "norms": ("pickwise.reproduce.norms", "SN/SSN/EN/PN vs BN/GN across batch sizes on Fashion-MNIST"),
+    "convert": (
+        "pickwise.reproduce.convert",
+        "pretrained MobileNetV2 with BN kept vs converted to SN/SSN/EN, fine-tuned at batch 2 and 4",
+    ),
     "dgconv": ("pickwise.reproduce.dgconv", "learned vs fixed channel groups (DGConv / G-ResNeXt)"),
     "selection": ("pickwise.reproduce.selection", "EMMS, LogME and baselines ranked against fine-tuned accuracy"),
 }
