@@ -206,3 +206,25 @@ def test_probability_and_label_metrics_reject_bad_inputs_clearly(name):
     bad = np.full((30, 4), np.nan) if get_metric(name).input == "probs" else np.full(30, np.nan)
     with pytest.raises(PickwiseUserError):
         get_metric(name).func(bad, y)
+
+
+class TestFuzzRegressions:
+    """Inputs found by the Hypothesis suite (PICKWISE_FUZZ_EXAMPLES=400..600) before the fixes."""
+
+    def test_sfda_classes_that_are_points(self):
+        x = np.array([[0.0], [0.0], [0.0], [1e-300], [1e-300]])
+        assert sfda(x, [1, 1, 1, 0, 0]) == pytest.approx(1.0)  # perfectly separated: was NaN
+        rng = np.random.default_rng(0)
+        y = np.arange(60) % 3
+        assert sfda(np.eye(3)[y] @ rng.normal(size=(3, 5)), y) == pytest.approx(1.0)
+
+    def test_ledoit_wolf_single_feature(self):
+        from sklearn.covariance import ledoit_wolf_shrinkage
+
+        from pickwise.selection import shrinkage_h_score
+        from pickwise.selection.hscore import ledoit_wolf
+
+        x = np.random.default_rng(0).normal(size=(20, 1))
+        x -= x.mean(axis=0)
+        assert ledoit_wolf(x.copy())[1] == ledoit_wolf_shrinkage(x, assume_centered=True) == 0.0
+        assert math.isfinite(shrinkage_h_score(np.array([[8.2e-295], [3.3e-301]]), [0, 1]))  # was LinAlgError

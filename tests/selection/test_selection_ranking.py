@@ -354,3 +354,39 @@ class TestPickStability:
             pick_stability({"dead": np.zeros((60, 3))}, y, metric="logme", n_resamples=2)
         with pytest.raises(InvalidParameterError, match="threshold"):
             pick_stability(feats, y, metric="logme", threshold=2)
+
+
+class TestPickStabilityResampling:
+    def test_subsample_has_no_duplicates_and_keeps_class_shares(self, monkeypatch):
+        from pickwise.selection._spec import METRICS, MetricSpec
+
+        seen = []
+
+        def spy(features, labels):
+            seen.append((features.copy(), np.asarray(labels).copy()))
+            return float(features[:, 0].mean())
+
+        monkeypatch.setitem(METRICS._items, "spy", MetricSpec("spy", spy, True, "features", ("classification",)))
+        y = np.repeat([0, 1, 2], [10, 20, 30])
+        x = np.arange(60, dtype=float).reshape(60, 1) + np.zeros((60, 2))
+        st = pick_stability({"a": x, "b": -x}, y, metric="spy", n_resamples=3, fraction=0.5)
+        assert st.resample == "subsample" and st.fraction == 0.5 and st.stratified
+        for feats, labels in seen[2:]:  # the first two calls score the full data
+            rows = feats[:, 0]
+            assert np.unique(rows).size == rows.size == 30  # no duplicated image
+            assert np.bincount(labels).tolist() == [5, 10, 15]
+
+    def test_bootstrap_duplicates_flatter_wide_noise(self):
+        # two pure-noise candidates: subsampling reports an uncertain pick; the bootstrap's duplicated rows
+        # inflate LogME's fit of the wider one (N=300, about 190 distinct rows per resample, D=192)
+        rng = np.random.default_rng(0)
+        y = np.arange(300) % 5
+        cands = {"wide": rng.normal(size=(300, 192)), "narrow": rng.normal(size=(300, 64))}
+        sub = pick_stability(cands, y, metric="logme", n_resamples=10)
+        boot = pick_stability(cands, y, metric="logme", n_resamples=10, resample="bootstrap")
+        assert sub.uncertain and boot.resample == "bootstrap" and boot.fraction == 1.0
+        assert boot.first_shares["wide"] > sub.first_shares["wide"]
+        with pytest.raises(InvalidParameterError, match="resample"):
+            pick_stability(cands, y, metric="logme", resample="jackknife")
+        with pytest.raises(InvalidParameterError, match="fraction"):
+            pick_stability(cands, y, metric="logme", fraction=0)

@@ -38,7 +38,12 @@ def ledoit_wolf(x: np.ndarray) -> tuple[np.ndarray, float]:
     beta = 1.0 / (p * n) * (beta_ / n - delta_)
     delta = (delta_ - 2.0 * mu * emp_trace.sum() + p * mu**2) / p
     beta = min(beta, delta)
-    shrinkage = 0.0 if beta == 0 else beta / delta
+    # delta = 0 when the covariance already equals its target mu * I (one feature: sklearn returns 0 too);
+    # shrinking changes nothing then, and round-off must not turn 0/0 into a shrinkage of 1 or NaN
+    if p == 1 or beta <= 0 or delta <= 1e-12 * mu * mu:
+        shrinkage = 0.0
+    else:
+        shrinkage = min(beta / delta, 1.0)
     cov = (1.0 - shrinkage) * emp_cov
     cov.flat[:: p + 1] += shrinkage * mu
     return cov, float(shrinkage)

@@ -668,7 +668,9 @@ class PickStability:
         first_shares: ``{name: share of resamples where it was first}`` for every ranked candidate.
         n_requested: Resamples asked for.
         n_failed: Resamples in which at least one candidate had no finite score (it then counts as not first).
-        stratified: Whether resampling kept each class's count (class labels) or drew images freely.
+        stratified: Whether resampling kept each class's share (class labels) or drew images freely.
+        resample: ``"subsample"`` (without replacement) or ``"bootstrap"``.
+        fraction: Share of the images in each subsample (1.0 for the bootstrap).
         metric: The metric used.
         seed: The seed.
         seconds: Wall time of the resampling.
@@ -685,6 +687,8 @@ class PickStability:
     n_requested: int = 0
     n_failed: int = 0
     stratified: bool = False
+    resample: str = "subsample"
+    fraction: float = 0.8
     metric: str = ""
     seed: int = 0
     seconds: float = 0.0
@@ -718,6 +722,8 @@ class PickStability:
             "first_shares": dict(self.first_shares),
             "n_failed": self.n_failed,
             "stratified": self.stratified,
+            "resample": self.resample,
+            "fraction": self.fraction,
             "metric": self.metric,
             "seed": self.seed,
             "seconds": self.seconds,
@@ -748,16 +754,25 @@ def pick_stability(
     threshold: float = 0.8,
     max_seconds: float | None = None,
     stratify: bool | None = None,
+    resample: str = "subsample",
+    fraction: float = 0.8,
     progress: Callable[[int, int], None] | None = None,
     **metric_kwargs: Any,
 ) -> PickStability:
-    """Bootstrap the scored images and report how often the full-data pick stays first.
+    """Resample the scored images and report how often the full-data pick stays first.
 
-    Each resample draws N image indices with replacement (the same indices for every candidate, and for
-    per-sample ``label_embeddings`` when ``labels`` is ``None``), scores every candidate ranked on the full data
-    on those rows, and ranks them with :func:`rank_scores` (ties ordered by name). With class labels the draw is
-    stratified by default (each class keeps its count, so no class disappears from a resample and class-level
+    Each resample draws image indices (the same indices for every candidate, and for per-sample
+    ``label_embeddings`` when ``labels`` is ``None``), scores every candidate ranked on the full data on those
+    rows, and ranks them with :func:`rank_scores` (ties ordered by name). With class labels the draw is
+    stratified by default (each class keeps its share, so no class disappears from a resample and class-level
     label embeddings stay valid). A candidate with no finite score on a resample is not first in it.
+
+    ``resample="subsample"`` (default) draws ``fraction`` of the images without replacement (m-out-of-n
+    subsampling); ``resample="bootstrap"`` draws N with replacement. The default avoids duplicated rows: the
+    metrics are fits on the rows, a bootstrap sample holds only about 63% distinct images, and duplicates
+    inflate in-sample fits of wide features (measured: LogME of two pure-noise candidates, D=1280 vs 512 at
+    N=2000, ranks the 512-wide one first on all the data and the 1280-wide one first in 3 of 3 bootstrap
+    resamples).
 
     Cost: ``n_resamples x n_candidates`` metric calls on N rows, i.e. ``n_resamples`` times the cost of
     :func:`rank_models` (LogME at N=2000, D=1280 takes about 1-2 s per candidate on one core, dominated by one
@@ -774,8 +789,11 @@ def pick_stability(
         seed: Seed of the resampling (same seed, same result).
         threshold: A share below it marks the pick ``uncertain``.
         max_seconds: Optional wall-time budget for the resampling loop.
-        stratify: Keep class counts in each resample; ``None`` means "when ``labels`` are 1-D class labels"
+        stratify: Keep class proportions in each resample; ``None`` means "when ``labels`` are 1-D class labels"
             (``regression=True`` in ``metric_kwargs`` turns it off).
+        resample: ``"subsample"`` (without replacement) or ``"bootstrap"`` (with replacement).
+        fraction: Share of the images in a subsample (per class when stratified, at least 2 per class), in
+            (0, 1]; ignored by the bootstrap.
         progress: Called as ``progress(i, n_resamples)`` after each completed resample.
         **metric_kwargs: Options of the metric.
 
@@ -785,7 +803,7 @@ def pick_stability(
     Raises:
         DataFormatError: no candidate can be scored on the full data.
         ShapeError: candidates, labels or per-sample embeddings disagree on the number of images.
-        InvalidParameterError: bad ``n_resamples``, ``threshold`` or ``max_seconds``.
+        InvalidParameterError: bad ``n_resamples``, ``threshold``, ``max_seconds``, ``resample`` or ``fraction``.
 
     Example:
         >>> import numpy as np
@@ -799,6 +817,10 @@ def pick_stability(
     spec = get_metric(metric)
     _check_candidates(candidates, "pick_stability")
     n_resamples = check_positive_int(n_resamples, where="pick_stability", name="n_resamples")
+    if resample not in ("subsample", "bootstrap"):
+        raise InvalidParameterError(f"pick_stability: resample must be 'subsample' or 'bootstrap'; got {resample!r}.")
+    if not (isinstance(fraction, (int, float)) and not isinstance(fraction, bool) and 0 < fraction <= 1):
+        raise InvalidParameterError(f"pick_stability: fraction must be in (0, 1]; got {fraction!r}.")
     if not (isinstance(threshold, (int, float)) and 0 <= threshold <= 1):
         raise InvalidParameterError(f"pick_stability: threshold must be in [0, 1]; got {threshold!r}.")
     if max_seconds is not None and not (isinstance(max_seconds, (int, float)) and max_seconds > 0):
@@ -844,15 +866,21 @@ def pick_stability(
             raise InvalidParameterError("pick_stability: stratify=True needs 1-D class labels.")
         _, inv = np.unique(lab, return_inverse=True)
         strata = [np.flatnonzero(inv.reshape(-1) == c) for c in range(int(inv.max()) + 1)]
+    else:
+        strata = [np.arange(n)]
     rng = np.random.default_rng(int(seed))
+
+    def draw(group: np.ndarray) -> np.ndarray:
+        if resample == "bootstrap":
+            return group[rng.integers(0, group.size, group.size)]
+        size = min(group.size, max(2, round(fraction * group.size)))
+        return np.sort(rng.choice(group, size, replace=False))
+
     firsts: dict[str, int] = dict.fromkeys(names, 0)
     done = failed = 0
     t0 = time.perf_counter()
     for i in range(n_resamples):
-        if stratify:
-            idx = np.concatenate([s[rng.integers(0, s.size, s.size)] for s in strata])
-        else:
-            idx = rng.integers(0, n, n)
+        idx = np.concatenate([draw(s) for s in strata])
         kw = dict(kwargs)
         if emb_per_sample:
             kw["label_embeddings"] = _rows(kwargs["label_embeddings"], idx)
@@ -889,6 +917,8 @@ def pick_stability(
         n_requested=n_resamples,
         n_failed=failed,
         stratified=bool(stratify),
+        resample=resample,
+        fraction=float(fraction) if resample == "subsample" else 1.0,
         metric=spec.name,
         seed=int(seed),
         seconds=time.perf_counter() - t0,
