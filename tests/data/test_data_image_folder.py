@@ -284,3 +284,30 @@ def test_control_characters_in_names_stay_on_one_line(tmp_path):
     with pytest.raises(DataFormatError, match=r"a\\nb/bad\.png") as err:
         create_dataset(tmp_path)
     assert "\n" not in str(err.value)
+
+
+def test_16bit_png_scaled_not_clipped(tmp_path):
+    rng = np.random.default_rng(3)
+    values = {}
+    for name in ("a", "b"):
+        for i in range(3):
+            v = rng.integers(0, 65536, size=(6, 5), dtype=np.uint16)
+            path = tmp_path / name / f"{i}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(v).save(path)
+            assert Image.open(path).mode == "I;16"
+            values[(name, i)] = v
+    ds = create_dataset(tmp_path, "train")
+    assert ds.info.in_chans == 1
+    files = sorted(values)
+    for image, src in zip(ds.images, ds.source_indices.tolist()):
+        expected = np.floor(values[files[src]].astype(np.float64) / 257 + 0.5).astype(np.uint8)
+        np.testing.assert_array_equal(image[0].numpy(), expected)
+    write_image(tmp_path / "b" / "z_color.png", size_hw=(6, 5))  # sorts last: the 16-bit files keep their indices
+    rgb = create_dataset(tmp_path, "train")
+    assert rgb.info.in_chans == 3
+    for image, src in zip(rgb.images, rgb.source_indices.tolist()):
+        if src < len(files):
+            expected = np.floor(values[files[src]].astype(np.float64) / 257 + 0.5).astype(np.uint8)
+            for channel in image:
+                np.testing.assert_array_equal(channel.numpy(), expected)

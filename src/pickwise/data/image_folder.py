@@ -16,8 +16,9 @@
 * Split: if ``root`` has a ``train/`` folder and a ``test/`` (or else ``val/``) folder, each is such an image folder
   and is used as that split (test classes must also exist in train). Otherwise a stratified 80/20 split with the
   fixed seed :data:`~pickwise.data._split.SPLIT_SEED` is made (see :mod:`pickwise.data._split`).
-* Channels: 1 (Pillow mode ``"L"``) if every image of the folder has mode ``"L"`` or ``"1"``; otherwise all images
-  are converted to RGB (alpha dropped, palettes expanded). GIFs contribute their first frame.
+* Channels: 1 (Pillow mode ``"L"``) if every image of the folder is greyscale (mode ``"L"``, ``"1"`` or 16-bit);
+  otherwise all images are converted to RGB (alpha dropped, palettes expanded). GIFs contribute their first frame.
+  16-bit greyscale PNGs are scaled to 8 bits as ``round(v / 257)`` (Pillow's own conversion clips them at 255).
 * Size: with ``image_size=(H, W)`` every image is resized to it (Pillow bilinear); without it all images must
   already share one size.
 * ``mean``/``std`` are computed from the loaded (resized) train images; ``source_indices`` index the sorted file list
@@ -46,6 +47,7 @@ DEFAULT_MAX_PIXELS = 40_000_000
 """Images with more pixels (width x height, read from the file header) are refused before decoding."""
 MAX_PIXELS_ENV = "PICKWISE_MAX_IMAGE_PIXELS"
 FOLLOW_SYMLINKS_ENV = "PICKWISE_FOLLOW_SYMLINKS"
+_HIGH_BIT_DEPTH_GREY = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 _RESIZE_HINT = "pass image_size=(H, W) (CLI: --image-size H or --set data.image_size=...)"
 
 
@@ -232,10 +234,21 @@ def _open(image_module: Any, path: Path, max_pixels: int) -> Any:
     return img
 
 
+def _to_8bit(image_module: Any, img: Any) -> Any:
+    """16-bit greyscale (``I;16*``, or ``I`` as Pillow opens some 16-bit PNGs) to ``L`` by ``round(v / 257)``.
+
+    Pillow's own ``convert("L")`` clips such images at 255, which turns a 16-bit scan almost white.
+    """
+    values = np.clip(np.asarray(img, dtype=np.int64), 0, 65535)
+    return image_module.fromarray(((values + 128) // 257).astype(np.uint8), "L")
+
+
 def _read(image_module: Any, path: Path, mode: str, size: tuple[int, int] | None, max_pixels: int) -> np.ndarray:
     """Load ``path`` as a uint8 ``(C, H, W)`` array in ``mode``, resized to ``size=(H, W)`` when given."""
     with _open(image_module, path, max_pixels) as img:
         try:
+            if img.mode in _HIGH_BIT_DEPTH_GREY:
+                img = _to_8bit(image_module, img)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", image_module.DecompressionBombWarning)
                 img = img.convert(mode)
@@ -276,7 +289,7 @@ def _load_cached(
             hw = (img.size[1], img.size[0])
         sizes[hw] += 1
         example.setdefault(hw, path)
-    mode = "L" if modes <= {"L", "1"} else "RGB"
+    mode = "L" if modes <= {"L", "1", *_HIGH_BIT_DEPTH_GREY} else "RGB"
     if image_size is None and len(sizes) > 1:
         found = ", ".join(f"{h}x{w} ({n} images, e.g. {_show(example[(h, w)])})" for (h, w), n in sizes.most_common(3))
         more = f" and {len(sizes) - 3} more sizes" if len(sizes) > 3 else ""
