@@ -770,22 +770,21 @@ def pick_stability(
     ``resample="subsample"`` (default) draws ``fraction`` of the images without replacement (m-out-of-n
     subsampling); ``resample="bootstrap"`` draws N with replacement. The default avoids duplicated rows: the
     metrics are fits on the rows, a bootstrap sample holds only about 63% distinct images, and duplicates
-    inflate in-sample fits of wide features (measured: LogME of two pure-noise candidates, D=1280 vs 512 at
-    N=2000, ranks the 512-wide one first on all the data and the 1280-wide one first in 3 of 3 bootstrap
-    resamples).
+    inflate in-sample fits of wide features (measured, LogME, two pure-noise candidates with D=1280 and D=512 at
+    N=2000: the 512-wide one is first on all the data, in 0 of 5 bootstrap resamples and in 5 of 5 subsamples).
 
     Cost: ``n_resamples x n_candidates`` metric calls on N rows, i.e. ``n_resamples`` times the cost of
-    :func:`rank_models` (LogME at N=2000, D=1280 takes about 1-2 s per candidate on one core, dominated by one
-    D x D eigendecomposition). Bound it with ``n_resamples`` and ``max_seconds`` (the loop stops after the
-    resample that crosses it; ``n_resamples`` of the result says how many were completed). The estimate of
-    ``share`` has a binomial standard error of ``sqrt(share (1 - share) / n_resamples)``: about 0.06 at 50
-    resamples for a share of 0.8.
+    :func:`rank_models` (LogME or EMMS at N=2000, D=1280 take about 3 s per candidate on one busy core: the
+    D x D Gram matrix and its eigendecomposition), so 50 resamples of 5 such candidates take over 10 minutes.
+    Bound it with ``n_resamples`` and ``max_seconds`` (the loop stops after the resample that crosses it;
+    ``n_resamples`` of the result says how many were completed). The estimate of ``share`` has a binomial
+    standard error of ``sqrt(share (1 - share) / n_resamples)``: about 0.06 at 50 resamples for a share of 0.8.
 
     Args:
         candidates: ``{model_name: input}`` as for :func:`rank_models`.
         labels: Target labels (class labels, regression targets, or ``None`` with per-sample label embeddings).
         metric: Registered metric name.
-        n_resamples: Number of bootstrap resamples.
+        n_resamples: Number of resamples.
         seed: Seed of the resampling (same seed, same result).
         threshold: A share below it marks the pick ``uncertain``.
         max_seconds: Optional wall-time budget for the resampling loop.
