@@ -45,9 +45,12 @@ photos are replicated to three channels. Each class has :data:`TRAIN_PER_CLASS` 
 :data:`TEST_PER_CLASS` = 60 test crops: 1,980 train and 660 test images, balanced. ``source_indices`` number the
 crops of a split in (class, draw) order; :func:`crop_boxes` gives each crop's photo, position, side and flip.
 
-Difficulty (measured when the dataset was added; test accuracy, train split as reference set): 1-nearest-neighbour
-on raw pixels 0.462, 5-NN 0.429, an L2-regularized logistic regression on raw pixels (``C=0.01``) 0.495;
-chance is 0.091.
+Difficulty (measured when the dataset was added; test accuracy with the full train split, deterministic runs):
+1-nearest-neighbour on raw pixels 0.462, 5-NN 0.429, an L2-regularized logistic regression on raw pixels
+(``C=0.01``) 0.495; chance is 0.091. A linear probe (standardized features, logistic regression ``C=0.1``) on the
+global-average-pooled features of MobileNetV2 with its ImageNet weights reaches 0.814 with the crops upsampled to
+64x64 and 0.853 at 128x128; the same network randomly initialized (seed 0) 0.544 and 0.611. So features matter
+here, which makes it a selection target on which real pretrained networks differ.
 """
 
 from __future__ import annotations
