@@ -10,7 +10,6 @@ from pickwise.exceptions import InvalidParameterError, ShapeError, UnknownNameEr
 from pickwise.selection import (
     HashingEncoder,
     LabelEmbedder,
-    SelectionWarning,
     box_to_text,
     emms,
     get_encoder,
@@ -101,13 +100,19 @@ class TestSelectCLI:
         from pickwise.selection.features import extract_features
 
         ds = create_dataset("digits", "train", subset=60)
-        torch.manual_seed(0)
-        f1, y1 = extract_features("resnet8", ds, cache_dir=tmp_path, progress=False)
+        f1, y1 = extract_features("resnet8", ds, cache_dir=tmp_path, progress=False, seed=0)
         assert f1.shape[0] == 60 and f1.dtype == np.float32 and np.isfinite(f1).all()
         assert len(list(tmp_path.glob("*.safetensors"))) == 1
-        f2, _ = extract_features("resnet8", ds, cache_dir=tmp_path, progress=False)
-        np.testing.assert_array_equal(f1, f2)  # from the cache (random init would differ otherwise)
+        torch.manual_seed(123)  # the seeded initialisation does not depend on the global RNG
+        f2, _ = extract_features("resnet8", ds, cache_dir=tmp_path, progress=False, seed=0)
+        np.testing.assert_array_equal(f1, f2)
         np.testing.assert_array_equal(y1, ds.targets.numpy())
+        # another seed is another network: its own cache entry, other features
+        f3, _ = extract_features("resnet8", ds, cache_dir=tmp_path, progress=False, seed=1)
+        assert len(list(tmp_path.glob("*.safetensors"))) == 2 and not np.array_equal(f1, f3)
+        # an unseeded random network is never cached (it would be answered with another network's features)
+        extract_features("resnet8", ds, cache_dir=tmp_path, progress=False)
+        assert len(list(tmp_path.glob("*.safetensors"))) == 2
 
     def test_select_end_to_end_hashing(self, tmp_path, capsys):
         args = _parser().parse_args(
@@ -131,10 +136,9 @@ class TestSelectCLI:
                 "--no-progress",
             ]
         )
-        with pytest.warns(SelectionWarning, match="n_features=64"):
-            assert args.handler(args) == 0
+        assert args.handler(args) == 0
         out = capsys.readouterr().out
-        assert "recommended model:" in out and "emms" in out
+        assert "recommended model:" in out and "emms" in out and "resamples of the scored images" in out
         data = json.loads((tmp_path / "select.json").read_text())
         assert set(data["scores"]) == {"emms", "logme", "h_score"}
         assert set(data["verify"]["accuracy"]) == {"resnet8", "resnet20"}

@@ -22,10 +22,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..exceptions import DataNotFoundError, InvalidParameterError
+from ..exceptions import DataFormatError, DataNotFoundError, InvalidParameterError
 from ..utils.io import sha256_file
 
-__all__ = ["CandidateInput", "extract_features", "load_candidate", "preprocess_spec", "resolve_candidate"]
+__all__ = [
+    "CandidateInput",
+    "extract_features",
+    "load_candidate",
+    "parse_candidate_spec",
+    "preprocess_spec",
+    "resolve_candidate",
+]
 
 
 # ImageNet-pretrained candidates see tiny target images (8-32 px) upsampled to at least this size
@@ -51,25 +58,96 @@ class Candidate:
     record: dict[str, Any] = field(default_factory=dict)
 
 
+_PRETRAINED_SUFFIXES = {":pretrained": True, ":random": False}
+_PREFIXES = ("zoo:", "ckpt:", "timm:", "torchvision:")
+
+
+def parse_candidate_spec(spec: str, *, pretrained: bool = False) -> tuple[str, bool]:
+    """Split a per-candidate weights suffix off a registered-model spec.
+
+    ``"mobilenet_v2:pretrained"`` -> ``("mobilenet_v2", True)``; ``"resnet20:random"`` -> ``("resnet20", False)``;
+    a spec without a suffix gets the global ``pretrained`` default. The suffix only applies to registered names:
+    zoo entries, runs, ONNX files and timm/torchvision models carry their own weights.
+
+    Raises:
+        InvalidParameterError: A suffix on a non-registered spec.
+    """
+    for suffix, value in _PRETRAINED_SUFFIXES.items():
+        if spec.endswith(suffix):
+            base = spec[: -len(suffix)]
+            if not base or base.startswith(_PREFIXES) or base.endswith(".onnx"):
+                raise InvalidParameterError(
+                    f"candidate {spec!r}: the {suffix} suffix applies to registered model names only "
+                    "(e.g. mobilenet_v2:pretrained, resnet20:random); zoo:, ckpt:, .onnx, timm: and torchvision: "
+                    "candidates carry their own weights."
+                )
+            return base, value
+    return spec, bool(pretrained)
+
+
+def _files_sha256(paths: list[Path]) -> str:
+    """sha256 over the contents of ``paths`` (each file's own digest, in order)."""
+    if len(paths) == 1:
+        return sha256_file(paths[0])
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(sha256_file(p).encode())
+    return h.hexdigest()
+
+
+def _load_onnx(spec: str) -> Candidate:
+    try:
+        import onnxruntime as ort
+    except ImportError as err:  # pragma: no cover - optional dependency
+        raise ImportError("ONNX candidates need onnxruntime: pip install onnxruntime") from err
+    path = Path(spec).expanduser()
+    if not path.is_file():
+        raise DataNotFoundError(f"candidate: ONNX file {spec} not found.")
+    # the cache key follows the content: the model file and any external-data files stored next to it
+    files = [path, *sorted(p for p in path.parent.glob(f"{path.name}.*") if p.is_file())]
+    digest = _files_sha256(files)
+    try:
+        options = ort.SessionOptions()
+        options.log_severity_level = 4  # errors are reported below, in one line
+        session = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    except Exception as err:  # onnxruntime raises its own exception types (Fail, InvalidGraph, InvalidProtobuf)
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DataFormatError(
+            f"candidate: {spec} is not a loadable ONNX model ({type(err).__name__}: {first[:200]}); "
+            "export it again with torch.onnx.export or check the file."
+        ) from None
+    record = {"path": str(path.resolve()), "sha256": digest}
+    return Candidate(session, path.stem, False, "onnx", record)
+
+
 def resolve_candidate(
-    spec: str | nn.Module, *, pretrained: bool = False, zoo_root: str | os.PathLike[str] | None = None
+    spec: str | nn.Module,
+    *,
+    pretrained: bool = False,
+    zoo_root: str | os.PathLike[str] | None = None,
+    seed: int | None = None,
 ) -> Candidate:
     """Resolve a candidate spec into a :class:`Candidate`.
 
     Args:
-        spec: ``nn.Module``, registered name, ``zoo:NAME``, ``ckpt:RUN_DIR``, ``*.onnx``, ``timm:NAME`` or
-            ``torchvision:NAME``.
-        pretrained: Load a registered model's pretrained weights (zoo entries know this themselves).
+        spec: ``nn.Module``, registered name (optionally ``NAME:pretrained`` / ``NAME:random``), ``zoo:NAME``,
+            ``ckpt:RUN_DIR``, ``*.onnx``, ``timm:NAME`` or ``torchvision:NAME``.
+        pretrained: Default for registered names without a suffix: load their pretrained weights.
         zoo_root: Zoo folder for ``zoo:NAME`` (default: :func:`pickwise.zoo.default_zoo_dir`).
+        seed: Seed of a randomly initialised registered model (``None``: the global torch RNG). The caller's RNG
+            state is left untouched.
 
     Raises:
         InvalidParameterError: For an empty or non-string spec.
-        DataNotFoundError: For an unknown zoo entry or a missing run folder.
+        DataNotFoundError: For an unknown zoo entry or a missing run folder or ONNX file.
+        DataFormatError: For an ONNX file that onnxruntime cannot load.
     """
     if isinstance(spec, nn.Module):
         return Candidate(spec.eval(), type(spec).__name__, pretrained, "module")
     if not isinstance(spec, str) or not spec:
         raise InvalidParameterError(f"candidate model must be a name, a path or an nn.Module; got {spec!r}.")
+    if spec.endswith(tuple(_PRETRAINED_SUFFIXES)):
+        parse_candidate_spec(spec)  # a weights suffix on a zoo:/ckpt:/.onnx/timm: spec is an error
     if spec.startswith("zoo:"):
         from ..zoo import default_zoo_dir, load_zoo_model
 
@@ -91,15 +169,12 @@ def resolve_candidate(
             "norm": cfg.model.norm,
             "source_data": cfg.data.name,
             "sha256": sha256_file(run_dir / "model.safetensors"),
+            "config_sha256": sha256_file(run_dir / "config.yaml"),
             "source_test_acc": (results.get("metrics") or {}).get("acc"),
         }
         return Candidate(model, spec, False, "ckpt", record)
     if spec.endswith(".onnx"):
-        try:
-            import onnxruntime as ort
-        except ImportError as err:  # pragma: no cover - optional dependency
-            raise ImportError("ONNX candidates need onnxruntime: pip install onnxruntime") from err
-        return Candidate(ort.InferenceSession(spec, providers=["CPUExecutionProvider"]), Path(spec).stem, False, "onnx")
+        return _load_onnx(spec)
     if spec.startswith("timm:"):  # pragma: no cover - optional dependency
         import timm
 
@@ -115,14 +190,24 @@ def resolve_candidate(
         return Candidate(model.eval(), spec, False, "torchvision")
     from ..models import create_model
 
-    return Candidate(create_model(spec, pretrained=pretrained).eval(), spec, pretrained, "registry")
+    name, use_pretrained = parse_candidate_spec(spec, pretrained=pretrained)
+    if use_pretrained or seed is None:
+        return Candidate(create_model(name, pretrained=use_pretrained).eval(), spec, use_pretrained, "registry")
+    with torch.random.fork_rng(devices=[]):  # a seeded initialisation that leaves the caller's RNG alone
+        torch.manual_seed(seed)
+        model = create_model(name, pretrained=False).eval()
+    return Candidate(model, spec, False, "registry", {"init_seed": int(seed)})
 
 
 def load_candidate(
-    spec: str | nn.Module, *, pretrained: bool = False, zoo_root: str | os.PathLike[str] | None = None
+    spec: str | nn.Module,
+    *,
+    pretrained: bool = False,
+    zoo_root: str | os.PathLike[str] | None = None,
+    seed: int | None = None,
 ) -> tuple[Any, str]:
     """Resolve a candidate spec into a callable model and a display name (see :func:`resolve_candidate`)."""
-    cand = resolve_candidate(spec, pretrained=pretrained, zoo_root=zoo_root)
+    cand = resolve_candidate(spec, pretrained=pretrained, zoo_root=zoo_root, seed=seed)
     return cand.model, cand.name
 
 
@@ -247,13 +332,16 @@ def extract_features(
     progress: bool = True,
     zoo_root: str | os.PathLike[str] | None = None,
     candidate: Candidate | None = None,
+    seed: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Extract penultimate features of ``model`` on every sample of ``dataset``.
 
     Images (uint8 ``dataset.images``) are scaled to [0, 1] and prepared by :func:`preprocess_spec` (gray images
     repeated for 3-channel candidates, tiny images upsampled for ImageNet-pretrained ones, the weights' or the
     dataset's mean/std). With ``cache_dir`` the result is stored as safetensors with
-    the model/dataset/split/preprocessing metadata, keyed by a hash of that metadata.
+    the model/dataset/split/preprocessing metadata, keyed by a hash of that metadata. The key includes the
+    content (sha256) of the candidate's weight files for zoo, ``ckpt:`` and ONNX candidates, so a replaced file is
+    never answered from a stale cache, and the initialisation seed of randomly initialised registered models.
 
     Args:
         model: Registered model name, ``zoo:NAME``, ``ckpt:RUN_DIR``, ONNX path, ``timm:NAME``/``torchvision:NAME``,
@@ -264,16 +352,18 @@ def extract_features(
         device: Torch device for ``nn.Module`` candidates.
         image_size: Override of the square input size.
         cache_dir: Feature cache directory (``None``: no cache).
-        progress: Show a tqdm progress bar.
+        progress: Show progress (:class:`~pickwise.selection.progress.Progress`: a bar on a terminal, a status
+            line every 10 s otherwise).
         zoo_root: Zoo folder for ``zoo:NAME`` candidates.
         candidate: An already resolved candidate for ``model`` (avoids loading it twice).
+        seed: Initialisation seed of a randomly initialised registered model (see :func:`resolve_candidate`).
 
     Returns:
         ``(features, targets)``: float32 ``(N, D)`` and int64 ``(N,)``.
     """
-    from tqdm.auto import tqdm
+    from .progress import Progress
 
-    cand = candidate or resolve_candidate(model, pretrained=pretrained, zoo_root=zoo_root)
+    cand = candidate or resolve_candidate(model, pretrained=pretrained, zoo_root=zoo_root, seed=seed)
     net, name = cand.model, cand.name
     spec = preprocess_spec(cand, dataset, image_size=image_size)
     meta = {
@@ -286,8 +376,12 @@ def extract_features(
         "samples": _samples_digest(dataset),
         "preprocessing": spec,
     }
+    for extra in ("config_sha256", "init_seed"):
+        if cand.record.get(extra) is not None:
+            meta[extra] = cand.record[extra]
     path = None
-    if cache_dir is not None and isinstance(model, str):
+    random_unseeded = cand.kind == "registry" and not cand.pretrained and "init_seed" not in cand.record
+    if cache_dir is not None and isinstance(model, str) and not random_unseeded:
         key = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:16]
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{name}-{meta['dataset']}-{meta['split']}")
         path = Path(cache_dir) / f"{safe}-{key}.safetensors"
@@ -300,12 +394,14 @@ def extract_features(
         net = net.to(device)
     chunks = []
     images = dataset.images
-    with torch.inference_mode():
-        for start in tqdm(range(0, images.shape[0], batch_size), disable=not progress, desc=f"features {name}"):
+    batches = range(0, images.shape[0], batch_size)
+    with torch.inference_mode(), Progress(f"features {name}", len(batches), enabled=progress, unit="batch") as bar:
+        for start in batches:
             x = _prepare(images[start : start + batch_size], spec)
             if isinstance(net, nn.Module):
                 x = x.to(device)
             chunks.append(_forward(net, x).float().cpu())
+            bar.update()
     feats = torch.cat(chunks).numpy()
     targets = dataset.targets.numpy().astype(np.int64)
     if path is not None:

@@ -13,6 +13,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,7 @@ def finetune(
     device: str = "cpu",
     run_dir: str | os.PathLike[str] | None = None,
     progress: bool = False,
+    on_step: Callable[[dict[str, int]], None] | None = None,
 ) -> dict[str, Any]:
     """Fine-tune a copy of ``model`` on ``train_set`` and evaluate it on ``test_set``.
 
@@ -67,6 +69,8 @@ def finetune(
         run_dir: Where the engine writes its logs and checkpoints (``None``: a temporary folder, deleted); old
             checkpoints there are removed first.
         progress: Show the engine's progress bar.
+        on_step: Called before every optimizer step with ``{"epoch", "epochs", "step", "steps_per_epoch",
+            "global_step", "total_steps"}`` (1-based epoch and steps), e.g. to report progress.
 
     Returns:
         ``{"acc", "loss", "steps", "train_seconds", "seconds", "converted_layers", "convert_norm"}``.
@@ -125,7 +129,25 @@ def finetune(
                 *([f"train.max_steps={max_steps}"] if max_steps else []),
             ]
         )
-        trainer = Trainer(cfg, net, train_set, test_set, ClassificationTask(), folder, resolve_device(device))
+        hooks = []
+        if on_step is not None:
+
+            def hook(t: Trainer) -> None:
+                on_step(
+                    {
+                        "epoch": t.epoch + 1,
+                        "epochs": int(epochs),
+                        "step": t.step_in_epoch + 1,
+                        "steps_per_epoch": t.steps_per_epoch,
+                        "global_step": t.global_step + 1,
+                        "total_steps": t.total_steps,
+                    }
+                )
+
+            hooks.append(hook)
+        trainer = Trainer(
+            cfg, net, train_set, test_set, ClassificationTask(), folder, resolve_device(device), hooks=hooks
+        )
         result = trainer.fit()
     finally:
         if tmp is not None:

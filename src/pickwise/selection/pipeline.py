@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..exceptions import DataNotFoundError, InvalidParameterError
+from ..exceptions import DataNotFoundError, InvalidParameterError, PickwiseUserError
 
 __all__ = ["candidate_list", "finetune_candidate", "load_split", "metric_names", "score_candidates"]
 
@@ -87,11 +87,16 @@ def score_candidates(
     metrics: Sequence[str],
     *,
     class_embeddings: np.ndarray | None = None,
+    failures: dict[str, dict[str, str]] | None = None,
 ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
     """Score every candidate's ``(features, labels)`` with every metric; returns ``(scores, seconds)``.
 
     Both are ``{metric: {candidate: value}}``; seconds time the metric alone (features preloaded).
     ``class_embeddings`` ``(C, L, K)`` are the F-Labels of the classes (needed by EMMS).
+
+    With ``failures`` (a dict, filled in place as ``{metric: {candidate: reason}}``) a candidate whose metric
+    raises a pickwise error or a linear-algebra/floating-point error, or returns NaN/inf, gets the score NaN and
+    a one-line reason, and the other candidates are still scored; without it the error propagates.
     """
     from ._spec import get_metric
 
@@ -106,7 +111,18 @@ def score_candidates(
             raise InvalidParameterError(f"select: metric '{metric}' needs class_embeddings (F-Labels).")
         for model, (x, y) in features.items():
             t0 = time.perf_counter()
-            value = spec.func(x, label_emb, labels=y) if spec.input == "label_embeddings" else spec.func(x, y)
+            if failures is None:
+                value = spec.func(x, label_emb, labels=y) if spec.input == "label_embeddings" else spec.func(x, y)
+            else:
+                try:
+                    value = spec.func(x, label_emb, labels=y) if spec.input == "label_embeddings" else spec.func(x, y)
+                except (PickwiseUserError, np.linalg.LinAlgError, FloatingPointError, ValueError) as err:
+                    value = float("nan")
+                    reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                    failures.setdefault(metric, {})[model] = f"{metric} failed: {reason}"
+                else:
+                    if not np.isfinite(float(value)):
+                        failures.setdefault(metric, {})[model] = f"{metric} returned {float(value)}"
             seconds[metric][model] = time.perf_counter() - t0
             scores[metric][model] = float(value)
     return scores, seconds
@@ -128,12 +144,13 @@ def finetune_candidate(
 
     The candidate sees the preprocessing of feature extraction (:func:`preprocess_spec` on the target).
     ``options`` go to :func:`~pickwise.selection.finetune.finetune` (``epochs``, ``lr``, ``batch_size``,
-    ``max_steps``, ``convert_norm``, ``device``, ``run_dir``, ``progress``).
+    ``max_steps``, ``convert_norm``, ``device``, ``run_dir``, ``progress``, ``on_step``). A randomly initialised
+    registered candidate is initialised with ``seed`` (as in feature extraction), so it is the same network.
     """
     from .features import preprocess_spec, resolve_candidate
     from .finetune import finetune
 
-    cand = resolve_candidate(spec, pretrained=pretrained, zoo_root=zoo_root)
+    cand = resolve_candidate(spec, pretrained=pretrained, zoo_root=zoo_root, seed=seed)
     train = load_split(data, "train", train_subset, seed=seed)
     test = load_split(data, "test", test_subset, seed=seed)
     prep = preprocess_spec(cand, train, image_size=image_size)
