@@ -20,6 +20,7 @@ _LAZY = {
     "create_norm_layer": "pickwise.nn.norm",
     "get_norm_layer": "pickwise.nn.norm",
     "list_norm_layers": "pickwise.nn.norm",
+    "check_dataset_available": "pickwise.data",
     "create_dataset": "pickwise.data",
     "get_dataset_info": "pickwise.data",
     "list_datasets": "pickwise.data",
