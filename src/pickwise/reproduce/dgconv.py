@@ -111,11 +111,11 @@ def count_macs(model: nn.Module, input_shape: tuple[int, ...]) -> int:
 
 
 def _pick_data(name: str) -> str:
-    from ..data import get_dataset_info
+    from ..data import check_dataset_available
     from ..exceptions import DataNotFoundError
 
     try:
-        get_dataset_info(name)
+        check_dataset_available(name)
         return name
     except DataNotFoundError as err:
         print(f"note: {err}\nnote: using the pip-bundled mnist-5k instead", file=sys.stderr)
