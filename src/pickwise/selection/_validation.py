@@ -94,7 +94,7 @@ def check_features(
     if reject_constant and (arr == arr[:1]).all():
         what = "zero" if not arr.any() else "identical"
         raise DataFormatError(
-            f"{where}: all {arr.shape[0]} {name} rows are {what} (every one of the {arr.shape[1]} features is "
+            f"{where}: all {arr.shape[0]} rows of {name} are {what} (every one of the {arr.shape[1]} columns is "
             "constant: a dead model?); they carry no information to score. Check the feature extractor."
         )
     return arr

@@ -543,7 +543,7 @@ def _reason_from(spec: Any, inputs: Any, err: BaseException | None, value: float
     msg = " ".join(str(err).split()) or type(err).__name__
     if not isinstance(err, PickwiseUserError):
         msg = f"{spec.name}: {type(err).__name__}: {msg}"
-    return f"{msg} ({diag})" if diag and diag not in msg else msg
+    return f"{msg} ({diag})" if diag and diag not in msg and "dead model" not in msg else msg
 
 
 def rank_models(
