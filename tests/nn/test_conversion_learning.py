@@ -316,3 +316,27 @@ class TestExtremeMagnitudes:
         x[0, 1, 1, 1] = float("nan")
         y = ExemplarNorm2d(4).train()(x)
         assert torch.isnan(y[0, 1]).any()
+
+
+class TestLearnedToLearnedConversion:
+    def test_sn_to_ssn_keeps_ratios_not_logits(self):
+        sn = convert_norm_layers(_pretrained_like(), "sn", init="bn")
+        ratios = sn[1].ratios()
+        ssn = convert_norm_layers(sn, "ssn")
+        layer = ssn[1]
+        assert isinstance(layer, SparseSwitchNorm2d)
+        # sparsemax of a point on the simplex is the point: the SN mixture is carried over, not made one-hot
+        torch.testing.assert_close(layer.ratios()["mean"], ratios["mean"])
+        torch.testing.assert_close(layer.ratios()["var"], ratios["var"])
+        layer.train()(torch.randn(2, 8, 4, 4))
+        assert not bool(layer.mean_fixed)
+
+    def test_ssn_to_sn_keeps_ratios_with_floor(self):
+        ssn = convert_norm_layers(_pretrained_like(), "ssn", init="bn")
+        with torch.no_grad():
+            ssn[1].mean_weight.copy_(torch.tensor([0.5, 0.0, 0.2]))  # sparsemax: [0.65, 0, 0.35]
+        expected = ssn[1].ratios()["mean"]
+        sn = convert_norm_layers(ssn, "sn")
+        got = sn[1].ratios()["mean"]
+        assert torch.isfinite(sn[1].mean_weight).all()
+        torch.testing.assert_close(got, expected, atol=2e-3, rtol=0)

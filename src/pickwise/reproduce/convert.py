@@ -396,16 +396,25 @@ def _plot(tradeoff: list[dict[str, Any]], summary: list[dict[str, Any]], out: Pa
     figures = []
     if tradeoff:
         fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+        positive = [r["logit_grad_median"] for r in tradeoff if r["logit_grad_median"] > 0]
+        floor = min(positive) / 10 if positive else 1e-30
         for target in sorted({r["target"] for r in tradeoff}):
             rows = [r for r in tradeoff if r["target"] == target]
-            axes[0].plot([r["gap"] for r in rows], [r["rel_logit_change_median"] for r in rows], "o-", label=target)
-            axes[1].plot(
-                [r["gap"] for r in rows], [max(r["logit_grad_median"], 1e-30) for r in rows], "o-", label=target
+            (line,) = axes[0].plot(
+                [r["gap"] for r in rows], [r["rel_logit_change_median"] for r in rows], "o-", label=target
             )
+            live = [r for r in rows if r["logit_grad_median"] > 0]
+            axes[1].plot([r["gap"] for r in live], [r["logit_grad_median"] for r in live], "o-", label=target)
+            dead = [r["gap"] for r in rows if r["logit_grad_median"] == 0]
+            if dead:  # exactly zero (SSN one-hot at a sparsemax vertex): marked at the bottom
+                axes[1].plot(dead, [floor] * len(dead), "x", color=line.get_color(), ms=9, label=f"{target}: 0")
         axes[0].set(xlabel="bn_logit_gap", ylabel="median ||z'-z|| / ||z||", yscale="log", title="eval output change")
         axes[1].set(xlabel="bn_logit_gap", ylabel="median max|dL/dlogit|", yscale="log", title="logit gradient")
+        from ..nn.norm.convert import DEFAULT_BN_LOGIT_GAP
+
         for ax in axes:
-            ax.legend()
+            ax.axvline(DEFAULT_BN_LOGIT_GAP, color="gray", ls="--", lw=1)
+            ax.legend(fontsize=8)
             ax.grid(alpha=0.3)
         fig.tight_layout()
         path = out / "convert_tradeoff.png"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import fnmatch
 import importlib
+import math
 from collections.abc import Sequence
 
 import torch
@@ -173,7 +174,7 @@ def convert_norm_layers(
             _copy_state(module, new)
             if is_learned_norm(new):
                 if is_learned_norm(module) and getattr(module, "normalizers", None) == new.normalizers:
-                    _copy_logits(module, new)
+                    _copy_logits(module, new, bn_logit_gap)
                 else:
                     set_mixture_logits(new, init, bn_logit_gap=bn_logit_gap)
             return new
@@ -186,8 +187,28 @@ def convert_norm_layers(
     return convert(model, "")
 
 
-def _copy_logits(source: nn.Module, target: nn.Module) -> None:
+def _copy_logits(source: nn.Module, target: nn.Module, bn_logit_gap: float = DEFAULT_BN_LOGIT_GAP) -> None:
+    """Carry the mixture over; between softmax (SN) and sparsestmax (SSN) layers, carry the *ratios*, not the logits.
+
+    SN -> SSN: the SSN logits are SN's softmax ratios (sparsemax of a point on the simplex is the point itself; at
+    radius 0 the ratios are kept exactly, and inside the simplex the gradients are not damped). Copying SN's logits
+    verbatim would make sparsemax one-hot (and freeze the layer) whenever a logit leads by 1 or more. SSN -> SN: logits
+    ``log(max(p, w_o))``, with ``w_o`` the other-branch weight of ``bn_logit_gap``, so zero ratios stay finite.
+    """
+    src_sparse, dst_sparse = hasattr(source, "radius"), hasattr(target, "radius")
     with torch.no_grad():
+        if src_sparse != dst_sparse and hasattr(source, "mixing_ratios"):
+            mean, var = source.mixing_ratios()
+            if dst_sparse:
+                new = {"mean_weight": mean, "var_weight": var}
+            else:
+                floor = math.exp(-bn_logit_gap) / (1.0 + (len(target.normalizers) - 1) * math.exp(-bn_logit_gap))
+                new = {"mean_weight": mean.clamp_min(floor).log(), "var_weight": var.clamp_min(floor).log()}
+            for name, value in new.items():
+                dst = getattr(target, name, None)
+                if isinstance(dst, torch.Tensor) and dst.shape == value.shape:
+                    dst.copy_(value)
+            return
         for name in MIXTURE_LOGIT_NAMES:
             src, dst = getattr(source, name, None), getattr(target, name, None)
             if isinstance(src, torch.Tensor) and isinstance(dst, torch.Tensor) and src.shape == dst.shape:

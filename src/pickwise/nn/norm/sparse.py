@@ -47,7 +47,13 @@ class SparseSwitchNorm2d(SwitchNorm2d):
     sparsemax at ``r = 0`` and is one-hot for ``r >= sqrt((K-1)/K)``. Once the mean (or variance) ratios of a
     layer are one-hot in training, that selection is frozen: buffers ``mean_fixed``/``var_fixed`` flip to ``True``
     and ``mean_frozen``/``var_frozen`` keep the one-hot vector, which is used from then on (the logits receive zero
-    gradient). All of it is tensor ops - no ``.item()``, no host sync, compile-friendly.
+    gradient). All of it is tensor ops - no ``.item()``, no host sync, compile-friendly. Freezing applies at every
+    radius, including ``r = 0`` (plain sparsemax, one-hot as soon as the top logit leads by >= 1), so start
+    converted layers with :meth:`init_mixture` rather than a large logit gap.
+
+    Official ``SSN2d`` checkpoints (switchablenorms/Sparse_SwitchNorm) load with ``strict=True``: their ``(1,)``
+    ``radius``/``mean_fixed``/``var_fixed`` buffers are reshaped, and ``mean_frozen``/``var_frozen`` are rebuilt from
+    the logits, which the official layer overwrites with the one-hot selection when it freezes.
 
     Args:
         num_features: Number of channels ``C``.
