@@ -59,7 +59,12 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``pickwise reproduce convert``."""
     p.add_argument("--quick", action="store_true", help="tiny version for tests (1 seed, 40 images, 32 px)")
-    p.add_argument("--norms", default="bn,sn,ssn,en", help="comma-separated: bn (kept) and conversion targets")
+    p.add_argument(
+        "--norms",
+        default="bn,sn,ssn,en,sn:uniform",
+        help="comma-separated: bn (kept) and conversion targets (init='bn' at --bn-logit-gap; 'sn:uniform': the "
+        "papers' equal logits, a reference arm whose ratios are free to move)",
+    )
     p.add_argument("--batch-sizes", default="2,4", help="comma-separated fine-tuning batch sizes")
     p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (head init, data order, subset draw)")
     p.add_argument("--data", default="fashion-mnist", help="target dataset (default: fashion-mnist)")
@@ -301,9 +306,10 @@ def finetune_run(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model.reset_classifier(int(train_set.info.num_classes))
+    norm, _, init = norm.partition(":")  # "sn:uniform": the papers' equal logits instead of the BN start
     if norm != "bn":
-        kwargs = {} if bn_logit_gap is None else {"bn_logit_gap": bn_logit_gap}
-        model = convert_norm_layers(model, norm, init="bn", **kwargs)
+        kwargs = {} if bn_logit_gap is None or init == "uniform" else {"bn_logit_gap": bn_logit_gap}
+        model = convert_norm_layers(model, norm, init=init or "bn", **kwargs)
     net = _ToImageNet(model, train_set.info.mean, train_set.info.std)
     overrides = [
         f"data.batch_size={batch}",
@@ -336,7 +342,7 @@ def finetune_run(
     result = trainer.fit(resume=resume)
     torch.set_grad_enabled(True)
     out: dict[str, Any] = {
-        "norm": norm,
+        "norm": norm + (f":{init}" if init else ""),
         "batch_size": batch,
         "seed": seed,
         "acc": float(result.metrics["acc"]),
@@ -423,7 +429,7 @@ def _plot(tradeoff: list[dict[str, Any]], summary: list[dict[str, Any]], out: Pa
         figures.append(str(path))
     if summary:
         fig, ax = plt.subplots(figsize=(5, 3.4))
-        norms = sorted({r["norm"] for r in summary}, key=lambda n: ("bn", "sn", "ssn", "en").index(n))
+        norms = sorted({r["norm"] for r in summary}, key=_norm_order)
         batches = sorted({r["batch_size"] for r in summary})
         width = 0.8 / len(norms)
         for i, norm in enumerate(norms):
@@ -465,9 +471,11 @@ def run(args: argparse.Namespace) -> int:
             ) from None
 
     norms = [n.strip() for n in args.norms.split(",") if n.strip()]
-    bad = [n for n in norms if n not in ("bn", *LEARNED)]
+    bad = [n for n in norms if n not in ("bn", *LEARNED, *(f"{t}:uniform" for t in LEARNED))]
     if bad:
-        raise InvalidParameterError(f"reproduce convert: --norms takes bn, sn, ssn, en; got {', '.join(bad)}")
+        raise InvalidParameterError(
+            f"reproduce convert: --norms takes bn, sn, ssn, en (optionally sn:uniform etc.); got {', '.join(bad)}"
+        )
     batches, seeds = ints(args.batch_sizes, "batch-sizes"), ints(args.seeds, "seeds")
     try:
         gaps = tuple(float(v) for v in args.gaps.split(",") if v.strip())
@@ -516,7 +524,7 @@ def run(args: argparse.Namespace) -> int:
                         lr=args.lr,
                         logit_lr_mult=args.logit_lr_mult,
                         bn_logit_gap=args.bn_logit_gap,
-                        run_dir=out / "runs" / f"{norm}-bs{batch}-s{seed}",
+                        run_dir=out / "runs" / f"{norm.replace(':', '-')}-bs{batch}-s{seed}",
                     )
                     print(
                         f"{norm} batch {batch} seed {seed}: test accuracy {r['acc']:.4f} "
@@ -554,13 +562,18 @@ def run(args: argparse.Namespace) -> int:
                 "-" if r["acc_se"] is None else f"{r['acc_se']:.4f}",
                 "-" if r.get("bn_weight_mean") is None else f"{r['bn_weight_mean']:.3f}/{r['bn_weight_var']:.3f}",
             ]
-            for r in sorted(summary, key=lambda r: (r["batch_size"], ("bn", "sn", "ssn", "en").index(r["norm"])))
+            for r in sorted(summary, key=lambda r: (r["batch_size"], _norm_order(r["norm"])))
         ]
         lines.append(format_table(["norm", "batch", "acc", "SE", "BN weight mean/var"], table))
     atomic_write_text(out / "summary.txt", "\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"\nresults: {out / 'reproduce_convert.json'}\nfigures: {', '.join(figures)}")
     return 0
+
+
+def _norm_order(norm: str) -> tuple[int, str]:
+    base = norm.partition(":")[0]
+    return (("bn", "sn", "ssn", "en").index(base), norm)
 
 
 def _short(ratios: dict[str, Any]) -> dict[str, Any]:
