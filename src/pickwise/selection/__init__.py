@@ -3,10 +3,13 @@
 Functions are the primary API: every metric takes numpy arrays or torch tensors (any device), computes in float64,
 never mutates its inputs and returns a Python ``float``; options are keyword-only. Each metric is registered with
 ``name`` and ``higher_is_better`` metadata (``get_metric``/``list_metrics``), and ``rank_models`` sorts candidates
-by any of them. Implemented papers (BibTeX keys): ``meng2023emms`` (EMMS), ``you2021logme``/``you2022ranking``
-(LogME), ``nguyen2020leep`` (LEEP), ``li2021ranking`` (NLEEP), ``tran2019transferability`` (NCE),
-``bao2019information`` (H-score), ``ibrahim2022newer`` (shrinkage H-score), ``huang2022frustratingly``
-(TransRate), ``pandy2022transferability`` (GBC), ``shao2022not`` (SFDA), ``bolya2021scalable`` (PARC).
+by any of them into a ``Ranking`` (ties within tolerance, failed candidates listed apart, never ranked);
+``pick_stability`` resamples the scored images to say how stable the pick is. Definitions, scale handling and the
+decisions behind them: docs/metrics.md. Implemented papers (BibTeX keys): ``meng2023emms`` (EMMS),
+``you2021logme``/``you2022ranking`` (LogME), ``nguyen2020leep`` (LEEP), ``li2021ranking`` (NLEEP),
+``tran2019transferability`` (NCE), ``bao2019information`` (H-score), ``ibrahim2022newer`` (shrinkage H-score),
+``huang2022frustratingly`` (TransRate), ``pandy2022transferability`` (GBC), ``shao2022not`` (SFDA),
+``bolya2021scalable`` (PARC).
 
 Example:
     >>> import numpy as np
