@@ -105,7 +105,7 @@ class TestSelectModels:
         from pickwise.cli._format import format_selection
 
         text = format_selection(res)
-        assert f"tie: {', '.join(res.ranking.ties[0])} (within 1e-06); broken by spread_test" in text
+        assert f"tie: {', '.join(res.ranking.ties[0])} (within 1e-6); broken by spread_test" in text
 
     def test_failed_candidates_are_listed_never_ranked(self, tmp_path, monkeypatch):
         good = _export_onnx(tmp_path / "good.onnx")

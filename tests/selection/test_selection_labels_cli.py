@@ -134,6 +134,8 @@ class TestSelectCLI:
                 "--cache-dir",
                 str(tmp_path / "cache"),
                 "--no-progress",
+                "--stability-resamples",
+                "10",
             ]
         )
         assert args.handler(args) == 0

@@ -32,6 +32,12 @@ def _score(value: Any) -> Any:
     return "failed" if value is None or (isinstance(value, float) and value != value) else value
 
 
+def _tolerance(value: float) -> str:
+    """``1e-06`` -> ``1e-6`` (the relative tie tolerance as people write it)."""
+    text = f"{value:g}"
+    return text.replace("e-0", "e-").replace("e+0", "e+")
+
+
 def _ties_and_failures(result: Any) -> list[str]:
     lines = []
     ranking = result.ranking
@@ -44,7 +50,7 @@ def _ties_and_failures(result: Any) -> list[str]:
             how = f"{ranking.tie_break_metric} does not break it either; ordered by name"
         else:
             how = "ordered by name"
-        lines.append(f"tie: {', '.join(group)} (within {ranking.rtol:g}); {how}")
+        lines.append(f"tie: {', '.join(group)} (within {_tolerance(ranking.rtol)}); {how}")
     for name, reason in result.failed.items():
         lines.append(f"failed: {name}: {reason}")
     return lines

@@ -84,7 +84,7 @@ def scoring_options(*, metrics_help: str) -> argparse.ArgumentParser:
         default=50,
         metavar="B",
         help="bootstrap resamples of the scored images for the pick's stability (share of resamples in which it "
-        "stays first; default: 50; 0: skip)",
+        "stays first; default: 50, stopping after 120 s with the number completed reported; 0: skip)",
     )
     g.add_argument(
         "--stability-top-k",

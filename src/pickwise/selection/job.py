@@ -662,6 +662,9 @@ def select_models(
             if model not in scores[m]:
                 scores[m][model] = None  # type: ignore[assignment]
                 metric_failures.setdefault(m, {})[model] = failed[model]
+    for m, bad in metric_failures.items():
+        for model in bad:
+            scores[m][model] = None  # type: ignore[assignment]  # never NaN: missing, with its reason
     first, tb_spec = get_metric(metric_list[0]), get_metric(tie_metric)
     ranking = rank_scores(
         {m: scores[first.name][m] for m in specs},
@@ -689,7 +692,7 @@ def select_models(
         resampled = ranking.entries[: stability_top_k or None]
         ranked_feats = {e.name: feats[e.name][0] for e in resampled}
         if len(ranked_feats) < 2:
-            kw["stability_note"] = "one ranked candidate: nothing to compare"
+            kw["stability_note"] = "fewer than two candidates to compare"
         elif stability_resamples == 0:
             kw["stability_note"] = "not measured (stability_resamples=0)"
         else:
