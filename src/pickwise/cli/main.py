@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import typing
+import warnings
 from collections.abc import Sequence
 
 from .. import __version__
@@ -51,8 +52,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
+    def show_warning(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+        print(f"pickwise: warning: {message}", file=sys.stderr)
+
     try:
-        return int(args.handler(args) or 0)
+        with warnings.catch_warnings():
+            if sys.stderr is sys.__stderr__:  # a real process, not a caller (or test) that captures warnings
+                warnings.showwarning = show_warning  # one line per warning, like errors
+            return int(args.handler(args) or 0)
     except PickwiseUserError as err:
         print(f"pickwise: error: {err}", file=sys.stderr)
         return 2

@@ -403,6 +403,7 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
     return cfg
 
 
+FLOAT32_MAX = 3.4028234663852886e38  # learning rates and decays end up in float32 tensor arithmetic
 _INT_LIMIT = 2**63 - 1  # every integer must fit torch's int64
 # (key, lowest allowed, lowest is exclusive) for float fields; None-able fields are checked when set
 _FLOAT_RANGES: tuple[tuple[str, float, bool], ...] = (
@@ -454,13 +455,21 @@ def check_run_name(name: str | None, output_dir: str) -> None:
 def validate_config(cfg: RunConfig) -> RunConfig:
     """Check value ranges and choices; raises :class:`ConfigError` with the offending key.
 
-    Every float (including list items, ``model.kwargs`` and ``model.norm_kwargs``) must be finite, every integer
+    Every float (including list items, ``model.kwargs`` and ``model.norm_kwargs``) must be finite and within the
+    float32 range (so must ``optim.lr`` times ``optim.weight_decay`` and ``optim.norm_logit_lr_mult``), every integer
     must fit in int64, strings must not hold NUL bytes, and the run name must stay inside ``output_dir``.
     """
     nested = config_to_dict(cfg)
     flat = _flatten(nested)
     for key, value in iter_nonfinite(nested):
         raise ConfigError(f"config: {key} must be a finite number; got {value!r}")
+    for key, value in flat.items():
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, float) and abs(item) > FLOAT32_MAX:
+                raise ConfigError(f"config: {key}={item:g} is outside the float32 range (|x| <= {FLOAT32_MAX:.4g})")
+    for other in ("optim.weight_decay", "optim.norm_logit_lr_mult"):  # products the optimizer forms in float32
+        if abs(cfg.optim.lr * flat[other]) > FLOAT32_MAX:
+            raise ConfigError(f"config: optim.lr x {other} = {cfg.optim.lr * flat[other]:g} overflows float32")
     for key, value in flat.items():
         values = value if isinstance(value, list) else [value]
         for item in values:

@@ -42,7 +42,7 @@ from .checkpoint import (
     restore_host_rng,
     save_checkpoint,
 )
-from .config import RunConfig, config_to_dict, diff_configs
+from .config import FLOAT32_MAX, RunConfig, config_to_dict, diff_configs
 from .logging import MetricLogger
 from .precision import autocast_dtype
 from .progress import make_progress
@@ -368,6 +368,11 @@ class Trainer:
         )
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group.get("lr_mult", 1.0)
+            if not abs(group["lr"]) <= FLOAT32_MAX:  # e.g. a step schedule with gamma > 1 growing past float32
+                raise TrainingDivergedError(
+                    f"train: the learning rate reached {group['lr']:g} at step {self.global_step + 1}, beyond "
+                    "float32; check schedule.gamma and optim.lr"
+                )
         for hook in self.hooks:
             hook(self)
         self.ddp_model.train()
