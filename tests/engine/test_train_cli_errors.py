@@ -125,3 +125,15 @@ def test_dry_run_checks_and_prints_without_writing(tmp_path, capsys):
     assert "already holds a run" in _one_line(capsys)
     assert main([*args, "--dry-run", "--overwrite"]) == 0
     assert "would delete the previous run's outputs" in capsys.readouterr().out
+
+
+def test_output_dir_that_is_a_file(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    assert main(["train", *FAST, "--max-steps", "1", "--output-dir", str(tmp_path / "file"), "--name", "r"]) == 2
+    assert "cannot be created" in _one_line(capsys)
+
+
+def test_help_still_prints_the_full_usage(capsys):
+    assert main(["train", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--dry-run" in out and "--overwrite" in out

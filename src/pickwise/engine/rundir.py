@@ -141,15 +141,21 @@ class RunLock:
         """Take the lock (no waiting)."""
         if not self.enabled or self._key is not None:
             return self
-        self.run_dir.mkdir(parents=True, exist_ok=True)
         path = self.run_dir / LOCK_FILE
-        key = str(path.resolve())
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            key = str(path.resolve())
+        except OSError as err:
+            raise RunFolderError(f"run folder {self.run_dir} cannot be created ({err.strerror or err})") from None
         with _held_guard:
             if key in _held:
                 _held[key][1] += 1
                 self._key = key
                 return self
-            f = open(path, "a+")  # noqa: SIM115 - kept open while the lock is held
+            try:
+                f = open(path, "a+")  # noqa: SIM115 - kept open while the lock is held
+            except OSError as err:
+                raise RunFolderError(f"run folder {self.run_dir}: cannot open {path} ({err.strerror or err})") from None
             try:
                 fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
