@@ -67,7 +67,7 @@ def add_parser(subparsers: Any) -> None:
         "--stability-resamples",
         type=int,
         default=20,
-        help="transfer: bootstrap resamples of the pick's stability (default: 20, at most 60 s; 0: skip)",
+        help="transfer: resamples of the scored images for the pick's stability (default: 20, at most 60 s; 0: skip)",
     )
     p.add_argument("--no-progress", action="store_true", help="transfer: no progress output")
     p.add_argument("--norms", default=",".join(DEFAULT_NORMS), help="norms: comma-separated norm names")

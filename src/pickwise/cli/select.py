@@ -61,7 +61,7 @@ def candidate_options(*, models_help: str = CANDIDATE_HELP) -> argparse.Argument
 
 
 def scoring_options(*, metrics_help: str) -> argparse.ArgumentParser:
-    """Parent parser: metrics, ties, label encoders and the pick's bootstrap stability."""
+    """Parent parser: metrics, ties, label encoders and the pick's stability under resampling."""
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("scoring")
     g.add_argument("--metrics", default="emms,logme,knn_accuracy", help=metrics_help)
@@ -83,7 +83,8 @@ def scoring_options(*, metrics_help: str) -> argparse.ArgumentParser:
         type=int,
         default=50,
         metavar="B",
-        help="bootstrap resamples of the scored images for the pick's stability (share of resamples in which it "
+        help="resamples (class-stratified 80%% subsamples) of the scored images for the pick's stability (share "
+        "of resamples in which it "
         "stays first; default: 50, stopping after 120 s with the number completed reported; 0: skip)",
     )
     g.add_argument(
@@ -133,7 +134,7 @@ def runtime_options(*, output_dir: str, batch_help: str = "feature-extraction ba
         "--seed",
         type=int,
         default=0,
-        help="seed of the subsets, of randomly initialised candidates, of fine-tuning and of the bootstrap",
+        help="seed of the subsets, of randomly initialised candidates, of fine-tuning and of the resampling",
     )
     g.add_argument(
         "--no-progress",

@@ -26,7 +26,7 @@ def add_parser(subparsers: Any) -> None:
         "transfer",
         help="pick the best candidate model for a dataset and fine-tune it",
         description="Rank candidate models on a target dataset with a transferability metric (EMMS by default), "
-        "fine-tune the top-ranked one and report its accuracy next to the prediction (with the pick's bootstrap "
+        "fine-tune the top-ranked one and report its accuracy next to the prediction (with the pick's "
         "stability and any tie or failed candidate); writes transfer.json and select.json.",
         epilog="examples:\n  pickwise zoo build --quick && pickwise transfer --zoo --runner-up\n"
         "  pickwise transfer --data textures --models mobilenet_v2:pretrained,craft_vgg16_bn:pretrained "
