@@ -184,6 +184,7 @@ def measure_tradeoff(
                 one_hot = all(bool(m.ratios()["mean"].max() >= 1.0 - 1e-6) for m in learned)
             model.train()
             model.zero_grad(set_to_none=True)
+            torch.manual_seed(0)  # the classifier's dropout is active in training mode: same mask for every row
             loss = torch.nn.functional.cross_entropy(model(images[:grad_batch]), labels[:grad_batch])
             loss.backward()
             grads = _logit_grad_sizes(model)
@@ -491,9 +492,10 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
 
     tradeoff: list[dict[str, Any]] = []
-    if not args.skip_tradeoff:
+    if not args.skip_tradeoff and any(n in LEARNED for n in norms):
         cache = out / "tradeoff.json"
-        key = {"gaps": list(gaps), "targets": [n for n in norms if n != "bn"], "size": 96 if args.quick else 224}
+        targets = [n for n in norms if n in LEARNED]
+        key = {"gaps": list(gaps), "targets": targets, "size": 96 if args.quick else 224, "seeded_dropout": True}
         if cache.is_file() and json.loads(cache.read_text()).get("key") == key:
             tradeoff = json.loads(cache.read_text())["rows"]
         else:

@@ -61,11 +61,11 @@ def set_mixture_logits(module: nn.Module, init: str, *, bn_logit_gap: float = DE
             :math:`w \odot (\partial L/\partial w - \langle w, \partial L/\partial w\rangle)`, i.e. damped by the
             same factor :math:`w_o` that bounds the output change: closeness to BN and learnability trade off. On
             the ImageNet MobileNetV2 (12 photos, docs/converter.md) the median relative change of the eval logits /
-            median largest logit gradient per layer are: gap 4: 36 % / 9e-3; 6: 8.4 % / 1.4e-3; **8: 1.4 % / 2.2e-4
+            median largest logit gradient per layer are: gap 4: 36 % / 9e-3; 6: 8.4 % / 1.4e-3; **8: 1.4 % / 2.0e-4
             (default)**; 10: 0.2 % / 3e-5; 12: 0.03 % / 4e-6; 30: 0 % / 5e-14 (the former default: the logits never
             move, the layers stay BN at about twice BN's cost). SSN layers get the same starting ratios through
             sparsemax (:meth:`~pickwise.nn.SparseSwitchNorm2d.init_mixture`), whose gradients are not damped
-            (~0.3 at every gap); a gap of 1 or more in SSN's own logits would be exactly one-hot and freeze.
+            (0.3-0.4 at every gap up to 12); a gap of 1 or more in SSN's own logits would be exactly one-hot and freeze.
     """
     if init not in ("bn", "uniform"):
         raise InvalidParameterError(f"convert_norm_layers: init must be 'bn' or 'uniform'; got {init!r}")
