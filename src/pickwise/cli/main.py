@@ -52,6 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
+
     def show_warning(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
         print(f"pickwise: warning: {message}", file=sys.stderr)
 
