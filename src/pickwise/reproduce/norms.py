@@ -119,7 +119,8 @@ def _train(args: argparse.Namespace, norm: str, batch: int, data: str) -> dict[s
         return json.loads(results_file.read_text())
     resume = True if (run_dir / "checkpoints").is_dir() and any((run_dir / "checkpoints").glob("ckpt-*")) else None
     start = time.perf_counter()
-    result = run_classification(cfg, resume=resume)
+    # a run killed before its first checkpoint has nothing to resume: start it afresh in its folder
+    result = run_classification(cfg, resume=resume, overwrite=resume is None)
     print(
         f"{norm} batch {batch}: test accuracy {result.metrics['acc']:.4f} ({time.perf_counter() - start:.0f} s)",
         file=sys.stderr,
