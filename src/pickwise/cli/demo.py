@@ -67,7 +67,7 @@ def add_parser(subparsers: Any) -> None:
         "--stability-resamples",
         type=int,
         default=20,
-        help="transfer: resamples of the scored images for the pick's stability (default: 20, at most 60 s; 0: skip)",
+        help="transfer: resamples of the scored images for the pick's stability (default: 20; 0: skip)",
     )
     p.add_argument("--no-progress", action="store_true", help="transfer: no progress output")
     p.add_argument("--norms", default=",".join(DEFAULT_NORMS), help="norms: comma-separated norm names")
@@ -217,7 +217,6 @@ def _run_transfer(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         cache_dir=out / "cache",
         stability_resamples=args.stability_resamples,
-        stability_max_seconds=60.0,
         output_dir=out / "transfer",
     )
     print(format_transfer(result))

@@ -85,7 +85,7 @@ def scoring_options(*, metrics_help: str) -> argparse.ArgumentParser:
         metavar="B",
         help="resamples (class-stratified 80%% subsamples) of the scored images for the pick's stability (share "
         "of resamples in which it "
-        "stays first; default: 50, stopping after 120 s with the number completed reported; 0: skip)",
+        "stays first; default: 50; 0: skip). Each resample re-scores the --stability-top-k best candidates",
     )
     g.add_argument(
         "--stability-top-k",

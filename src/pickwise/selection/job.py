@@ -537,7 +537,7 @@ def select_models(
     finetune: FinetuneOptions = FinetuneOptions(),
     stability_resamples: int = 50,
     stability_threshold: float = 0.8,
-    stability_max_seconds: float | None = 120.0,
+    stability_max_seconds: float | None = None,
     stability_top_k: int | None = 3,
     progress: bool = True,
     output_dir: str | os.PathLike[str] | None = None,
@@ -576,8 +576,9 @@ def select_models(
         finetune: Fine-tuning options for ``verify="finetune"``.
         stability_resamples: Bootstrap resamples of the pick stability (0: not measured).
         stability_threshold: A stability below it marks the recommendation ``uncertain``.
-        stability_max_seconds: Wall-time bound of the resampling (``None``: none); the result records how many
-            resamples were completed.
+        stability_max_seconds: Optional wall-time bound of the resampling (default ``None``: all
+            ``stability_resamples`` are run, so the same command gives the same stability on a busy machine); with a
+            bound the result records how many resamples were completed.
         stability_top_k: Re-score only the ``k`` best-ranked candidates in each resample (``None`` or 0: all).
             The pick can only lose its first place to one of them in practice, and each resample costs one metric
             call per re-scored candidate (EMMS takes about 1-2 s per candidate at N=1000, D=1280 on one core), so
