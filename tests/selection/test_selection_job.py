@@ -269,3 +269,24 @@ def test_probe_accuracy_matches_sklearn_ridge():
     ridge = sklearn.Ridge(alpha=1e-2 * 60).fit((xtr - mean) / std, np.eye(3)[ytr])
     expected = float(np.mean(ridge.predict((xt - mean) / std).argmax(1) == yt))
     assert math.isclose(probe_accuracy((xtr, ytr), (xt, yt)), expected)
+
+
+def test_console_marks_an_uncertain_pick():
+    from types import SimpleNamespace
+
+    from pickwise.cli._format import format_recommendation
+    from pickwise.selection.job import Recommendation
+
+    rec = Recommendation("a", "emms", -0.2, stability=0.3, resamples=20, uncertain=True, runner_up="b")
+    rec = Recommendation(**{**rec.__dict__, "runner_up_share": 0.7})
+    text = format_recommendation(SimpleNamespace(recommendation=rec))
+    assert text == (
+        "recommended model: a (by emms; stays first in 30% of 20 resamples of the scored images) -- uncertain "
+        "(below 80%); b is first in 70%"
+    )
+    sure = Recommendation("a", "emms", -0.2, stability=0.9, resamples=20)
+    assert "uncertain" not in format_recommendation(SimpleNamespace(recommendation=sure))
+    none = Recommendation("a", "emms", -0.2, stability_note="fewer than two candidates to compare")
+    assert format_recommendation(SimpleNamespace(recommendation=none)).endswith(
+        "(by emms; stability not measured: fewer than two candidates to compare)"
+    )

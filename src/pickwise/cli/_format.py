@@ -63,7 +63,8 @@ def format_recommendation(result: Any) -> str:
         return "recommended model: none (every candidate failed)"
     text = f"recommended model: {rec.model} (by {rec.metric}"
     if rec.stability is None:
-        text += f"; stability {rec.stability_note})" if rec.stability_note else ")"
+        note = rec.stability_note or "not measured"
+        text += f"; stability {note})" if note.startswith("not measured") else f"; stability not measured: {note})"
         return text
     text += f"; stays first in {rec.stability:.0%} of {rec.resamples} resamples of the scored images)"
     if rec.uncertain:
