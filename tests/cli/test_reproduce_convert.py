@@ -108,5 +108,5 @@ def test_reproduce_convert_tiny_end_to_end_and_resume(tmp_path):
 def test_reproduce_convert_bad_norm_is_one_line_exit_2(tmp_path):
     proc = run_cli("reproduce", "convert", "--norms", "bn,gn", "--output-dir", str(tmp_path))
     assert proc.returncode == 2
-    assert "--norms takes bn, sn, ssn, en (optionally sn:uniform etc.); got gn" in proc.stderr
+    assert "--norms takes bn, sn, ssn, en (optionally sn:uniform etc., ssn:free); got gn" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1

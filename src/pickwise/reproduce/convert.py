@@ -61,9 +61,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true", help="tiny version for tests (1 seed, 40 images, 32 px)")
     p.add_argument(
         "--norms",
-        default="bn,sn,ssn,en,sn:uniform",
+        default="bn,sn,ssn,en,sn:uniform,ssn:free",
         help="comma-separated: bn (kept) and conversion targets (init='bn' at --bn-logit-gap; 'sn:uniform': the "
-        "papers' equal logits, a reference arm whose ratios are free to move)",
+        "papers' equal logits; 'ssn:free': SSN from the BN start at the SN/EN logit rate without the radius ramp)",
     )
     p.add_argument("--batch-sizes", default="2,4", help="comma-separated fine-tuning batch sizes")
     p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (head init, data order, subset draw)")
@@ -307,10 +307,13 @@ def finetune_run(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model.reset_classifier(int(train_set.info.num_classes))
-    norm, _, init = norm.partition(":")  # "sn:uniform": the papers' equal logits instead of the BN start
+    # "sn:uniform": the papers' equal logits instead of the BN start; "ssn:free": SSN from the BN start with the SN/EN
+    # logit learning rate and no radius ramp (plain sparsemax: undamped logit gradients, no forced one-hot)
+    norm, _, variant = norm.partition(":")
+    init = "uniform" if variant == "uniform" else "bn"
     if norm != "bn":
         kwargs = {} if bn_logit_gap is None or init == "uniform" else {"bn_logit_gap": bn_logit_gap}
-        model = convert_norm_layers(model, norm, init=init or "bn", **kwargs)
+        model = convert_norm_layers(model, norm, init=init, **kwargs)
     net = _ToImageNet(model, train_set.info.mean, train_set.info.std)
     overrides = [
         f"data.batch_size={batch}",
@@ -327,15 +330,17 @@ def finetune_run(
         f"output_dir={run_dir.parent}",
         f"name={run_dir.name}",
     ]
-    if norm in ("sn", "en"):
+    official_ssn = norm == "ssn" and variant != "free"
+    if norm in ("sn", "en") or (norm == "ssn" and not official_ssn):
         overrides.append(f"optim.norm_logit_lr_mult={logit_lr_mult}")
-    if norm == "ssn":  # the official SSN recipe: logits at lr / 10, logit gradients clipped to norm 1
+    if official_ssn:  # the official SSN recipe: logits at lr / 10, logit gradients clipped to norm 1
         overrides += ["optim.norm_logit_lr_mult=0.1", "optim.norm_logit_clip=1.0"]
     cfg = resolve_config(overrides=overrides)
     hooks: list[Any] = []
     recorder = None
     if norm == "ssn":
-        hooks.append(SparsestmaxRadiusSchedule(net, 1.0))
+        if official_ssn:
+            hooks.append(SparsestmaxRadiusSchedule(net, 1.0))
         recorder = _FreezeRecorder(net)
         hooks.append(recorder)
     trainer = Trainer(cfg, net, train_set, test_set, ClassificationTask(), run_dir, resolve_device("cpu"), hooks=hooks)
@@ -343,7 +348,7 @@ def finetune_run(
     result = trainer.fit(resume=resume)
     torch.set_grad_enabled(True)
     out: dict[str, Any] = {
-        "norm": norm + (f":{init}" if init else ""),
+        "norm": norm + (f":{variant}" if variant else ""),
         "batch_size": batch,
         "seed": seed,
         "acc": float(result.metrics["acc"]),
@@ -472,10 +477,11 @@ def run(args: argparse.Namespace) -> int:
             ) from None
 
     norms = [n.strip() for n in args.norms.split(",") if n.strip()]
-    bad = [n for n in norms if n not in ("bn", *LEARNED, *(f"{t}:uniform" for t in LEARNED))]
+    bad = [n for n in norms if n not in ("bn", *LEARNED, *(f"{t}:uniform" for t in LEARNED), "ssn:free")]
     if bad:
         raise InvalidParameterError(
-            f"reproduce convert: --norms takes bn, sn, ssn, en (optionally sn:uniform etc.); got {', '.join(bad)}"
+            "reproduce convert: --norms takes bn, sn, ssn, en (optionally sn:uniform etc., ssn:free); "
+            f"got {', '.join(bad)}"
         )
     batches, seeds = ints(args.batch_sizes, "batch-sizes"), ints(args.seeds, "seeds")
     try:
