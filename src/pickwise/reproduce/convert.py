@@ -10,7 +10,9 @@ Two parts, both on the real ImageNet MobileNetV2 (``create_model("mobilenet_v2",
    layer starts one-hot (and so freezes on its first training step).
 2. **Small-batch fine-tuning** (:func:`finetune_run`): the pretrained network gets a new head and is fine-tuned on a
    Fashion-MNIST subset (upsampled to ``--image-size``) with batch 2 and batch 4, BN kept vs converted to SN / SSN /
-   EN, for several seeds; test accuracy (mean and standard error over seeds) and the learned ratios are reported.
+   EN (``init="bn"``, each with its recipe), plus two reference arms: ``ssn:free`` (SSN from the BN start at the SN/EN
+   logit rate, no radius ramp) and ``sn:uniform`` (the papers' equal logits), for several seeds; test accuracy (mean
+   and standard error over seeds), the learned ratios and, for SSN, the step at which each selection froze.
 
 Every fine-tuning run writes ``runs/<norm>-bs<batch>-s<seed>/result.json``; finished runs are reused, so an
 interrupted job can be restarted with the same command.
