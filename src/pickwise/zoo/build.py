@@ -174,6 +174,7 @@ def _train_entry(
             shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_json(settings_file, settings)
+    # nothing to resume (new, or killed before its first checkpoint): the engine may replace what is there
     resume = True if any((run_dir / "checkpoints").glob("ckpt-*")) else None
     start = time.perf_counter()
 
@@ -189,9 +190,9 @@ def _train_entry(
 
     if progress and not tty:
         with _Heartbeat(status, interval, stream):
-            result = run_classification(cfg, resume=resume)
+            result = run_classification(cfg, resume=resume, overwrite=resume is None)
     else:
-        result = run_classification(cfg, resume=resume)
+        result = run_classification(cfg, resume=resume, overwrite=resume is None)
     model, _, results = load_run(run_dir)
     return model, {
         "source_test_acc": result.metrics.get("acc"),
