@@ -25,14 +25,27 @@ from ._spec import METRICS, MetricSpec, get_metric, list_metrics, register_metri
 from ._validation import SelectionWarning
 from .emms import emms
 from .estimators import EMMS, LEEP, NCE, HScore, LogME
+from .features import parse_candidate_spec
 from .gbc import gbc
 from .hscore import h_score, shrinkage_h_score
+from .job import (
+    DEFAULT_METRICS,
+    FinetuneOptions,
+    Recommendation,
+    SelectionResult,
+    TransferResult,
+    VerifyResult,
+    select_models,
+    transfer,
+)
 from .labels import HashingEncoder, HFEncoder, LabelEmbedder, MiniLMEncoder, box_to_text, get_encoder, labels_to_texts
 from .leep import leep
 from .logme import logme
 from .nce import nce
 from .nleep import nleep
 from .parc import parc
+from .plots import plot_scores_vs_accuracy
+from .progress import Progress
 from .ranking import (
     FailedCandidate,
     PickStability,
@@ -53,9 +66,21 @@ from .ranking import (
 from .sfda import sfda
 from .simple import knn_accuracy, linear_probe_accuracy
 from .transrate import transrate
+from .verify import probe_accuracy
 
-# Engineer B's selection/job.py (select_models, transfer, ...) is exported here by the lead, not in this module.
 __all__ = [
+    "DEFAULT_METRICS",
+    "FinetuneOptions",
+    "Progress",
+    "Recommendation",
+    "SelectionResult",
+    "TransferResult",
+    "VerifyResult",
+    "parse_candidate_spec",
+    "plot_scores_vs_accuracy",
+    "probe_accuracy",
+    "select_models",
+    "transfer",
     "EMMS",
     "FailedCandidate",
     "HFEncoder",
