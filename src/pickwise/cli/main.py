@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..exceptions import PickwiseUserError
-from . import analyze, demo, listing, reproduce, select, train, transfer, zoo
+from . import analyze, demo, listing, reproduce, select, transfer, zoo
 
 __all__ = ["build_parser", "main"]
 
@@ -26,7 +26,21 @@ class _OneLineErrorParser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-_SUBCOMMANDS = (train, demo, listing, analyze, reproduce, select, transfer, zoo)
+# commands that belong to no task; task commands (``train``, ...) come from the tables in pickwise.tasks
+_SUBCOMMANDS = (demo, listing, analyze, reproduce, select, transfer, zoo)
+
+
+def _task_registrars() -> list[typing.Callable[[typing.Any], None]]:
+    """``add_parser`` functions of every task subcommand, from each task's ``CLI_COMMANDS`` table."""
+    import importlib
+
+    from ..tasks import cli_commands
+
+    registrars = []
+    for target in cli_commands().values():
+        module_name, _, function = target.partition(":")
+        registrars.append(getattr(importlib.import_module(module_name), function or "add_parser"))
+    return registrars
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,6 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"pickwise {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for register in _task_registrars():  # task commands first (``train`` heads the list, as before)
+        register(subparsers)
     for module in _SUBCOMMANDS:
         module.add_parser(subparsers)
     return parser

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from ..engine.config import config_to_dict, resolve_config
+from ..tasks.classification.config import config_to_dict, resolve_config
 from ._format import format_table
 
 __all__ = ["add_parser", "run"]
@@ -122,8 +122,8 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 def _dry_run(cfg: Any, args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..engine.config import check_run_name
-    from ..engine.run import check_run_dir, default_run_name, preflight, resolve_device
+    from ..tasks.classification.config import check_run_name
+    from ..tasks.classification.run import check_run_dir, default_run_name, preflight, resolve_device
 
     device = resolve_device(cfg.train.device)
     if cfg.name is None:
@@ -146,7 +146,7 @@ def _dry_run(cfg: Any, args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Handler of ``pickwise train``."""
-    from ..engine.run import run_classification
+    from ..tasks.classification.run import run_classification
 
     cfg = resolve_config(args.config, _overrides(args))
     if args.print_config:

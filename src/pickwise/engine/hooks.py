@@ -1,26 +1,33 @@
-"""Per-step hooks and regularizers the engine attaches from the config (SSN radius schedule, gamma decay)."""
+"""Per-step hooks: callables ``hook(trainer)`` run before every optimizer step (e.g. the SSN radius ramp).
+
+A hook reads the loop position from the trainer (``global_step``, ``total_steps``, ``epoch``, ``step_in_epoch``) and
+must depend only on it, so resumed runs get the same schedule. Extra optimizer groups are not hooks: pass
+:class:`~pickwise.engine.ParamGroup` objects to the trainer. ``training_extras`` (the hooks a classification config
+implies) moved to :mod:`pickwise.tasks.classification.extras` and is still importable from here.
+"""
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-import torch
 from torch import nn
-
-from .config import RunConfig
 
 if TYPE_CHECKING:
     from .trainer import Trainer
 
-__all__ = ["SparsestmaxRadiusSchedule", "training_extras"]
+__all__ = ["Hook", "SparsestmaxRadiusSchedule"]
+
+Hook = Callable[["Trainer"], None]
 
 
 class SparsestmaxRadiusSchedule:
     """Linear sparsestmax radius ramp of Sparse Switchable Normalization: ``r = final * step / total_steps``.
 
     The official trainer pushes ``r = (epoch * iters + i) / (epochs * iters)`` into every SSN layer each iteration
-    (a ramp from 0 to 1). The radius depends only on the step, so resumed runs get the same schedule.
+    (a ramp from 0 to 1). The radius depends only on the step, so resumed runs get the same schedule. Layers are found
+    by duck typing (a ``set_radius`` method), so the engine needs no import of the layers.
 
     Args:
         model: The model whose layers with a ``set_radius`` method are driven.
@@ -38,21 +45,8 @@ class SparsestmaxRadiusSchedule:
             layer.set_radius(radius)
 
 
-def training_extras(
-    cfg: RunConfig, model: nn.Module
-) -> tuple[list[Callable[[Trainer], None]], Callable[[nn.Module], torch.Tensor] | None]:
-    """Hooks and regularizer implied by the config for ``model``."""
-    hooks: list[Callable[[Trainer], None]] = []
-    schedule = SparsestmaxRadiusSchedule(model, cfg.model.sparsestmax_radius)
-    if schedule.layers:
-        hooks.append(schedule)
-    regularizer = None
-    if cfg.model.gamma_decay > 0:
-        from ..nn import gamma_decay_penalty
-
-        coeff, batch = cfg.model.gamma_decay, cfg.data.batch_size
-
-        def regularizer(m: nn.Module) -> torch.Tensor:
-            return gamma_decay_penalty(m, coeff, batch_size=batch)
-
-    return hooks, regularizer
+def __getattr__(name: str) -> Any:
+    """``training_extras`` moved to the classification task (resolved lazily: the engine imports no task)."""
+    if name == "training_extras":
+        return importlib.import_module("pickwise.tasks.classification.extras").training_extras
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -2,12 +2,65 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
+from typing import Protocol
 
 from torch.utils.data import Dataset, Sampler
 from torch.utils.data.distributed import DistributedSampler
 
-__all__ = ["ResumableDistributedSampler", "ShardSampler"]
+__all__ = [
+    "ResumableDistributedSampler",
+    "SamplerFactory",
+    "ShardSampler",
+    "SkipSampler",
+    "resumable_sampler_factory",
+]
+
+
+class SamplerFactory(Protocol):
+    """Builds the training sampler of one epoch; the trainer calls it at the start of every epoch.
+
+    The order must depend only on ``(dataset, epoch, num_replicas, rank, seed)`` (and on state the caller restores
+    itself, such as the labelled pool of an active-learning round), so a resumed run sees the same data. Each
+    process's sampler must yield the same number of indices (DDP needs equal step counts). The sampler may change
+    length between epochs (a pool that grows); the trainer counts each epoch's steps from ``len(sampler)``.
+    """
+
+    def __call__(self, dataset: Dataset, *, epoch: int, num_replicas: int, rank: int, seed: int) -> Sampler[int]:
+        """The sampler of ``epoch`` for process ``rank`` of ``num_replicas``."""
+        ...
+
+
+def resumable_sampler_factory(
+    dataset: Dataset, *, epoch: int, num_replicas: int, rank: int, seed: int
+) -> ResumableDistributedSampler:
+    """The default: a shuffled :class:`ResumableDistributedSampler` (drop-last) set to ``epoch``.
+
+    Example:
+        >>> s = resumable_sampler_factory(list(range(10)), epoch=0, num_replicas=2, rank=1, seed=0)
+        >>> len(s), sorted(s) == sorted(resumable_sampler_factory(list(range(10)), epoch=0, num_replicas=2,
+        ...     rank=1, seed=0))
+        (5, True)
+    """
+    sampler = ResumableDistributedSampler(
+        dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=True
+    )
+    sampler.set_epoch(epoch)
+    return sampler
+
+
+class SkipSampler(Sampler[int]):
+    """Skip the first ``start`` indices of ``sampler`` (a resume in the middle of an epoch, for any sampler)."""
+
+    def __init__(self, sampler: Sampler[int], start: int) -> None:
+        self.sampler, self.start = sampler, int(start)
+
+    def __iter__(self) -> Iterator[int]:
+        return itertools.islice(iter(self.sampler), self.start, None)
+
+    def __len__(self) -> int:
+        return max(0, len(self.sampler) - self.start)  # type: ignore[arg-type]
 
 
 class ResumableDistributedSampler(DistributedSampler):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-from .config import ScheduleConfig
+from .trainer_config import ScheduleConfig
 
 __all__ = ["lr_at_step"]
 

@@ -11,10 +11,16 @@ so ``train_log.csv`` after a resume is identical to the uninterrupted run's (exc
 Non-finite values stop the run: the loss is checked at every micro-batch, the weights and buffers at every log,
 evaluation and checkpoint boundary and at the end, and :class:`~pickwise.exceptions.TrainingDivergedError` is raised
 before anything non-finite is saved.
+
+The trainer is task-agnostic: it takes a :class:`~pickwise.engine.TrainerConfig` (or a task config with a
+``trainer_config()`` method, such as the classification ``RunConfig``), a :class:`~pickwise.engine.Task` that owns
+batches, losses, log columns and evaluation, a sampler factory and extra parameter groups. It imports no task and no
+``pickwise.nn`` internals.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 import warnings
@@ -27,10 +33,9 @@ from typing import Any
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ..exceptions import CheckpointError, ConfigError, TrainingDivergedError
-from ..nn.norm._learned import MIXTURE_LOGIT_NAMES
 from ..utils.distributed import all_reduce_sum, barrier, get_rank, get_world_size, is_main_process
 from ..utils.io import atomic_write_text
 from ..utils.seed import derive_seed
@@ -42,16 +47,19 @@ from .checkpoint import (
     restore_host_rng,
     save_checkpoint,
 )
-from .config import FLOAT32_MAX, RunConfig, config_to_dict, diff_configs
 from .logging import MetricLogger
+from .params import ParamGroup
 from .precision import autocast_dtype
 from .progress import make_progress
 from .rundir import RunLock, new_run_id, read_run_id, write_run_info
-from .sampler import ResumableDistributedSampler, ShardSampler
+from .sampler import SamplerFactory, ShardSampler, SkipSampler, resumable_sampler_factory
 from .schedule import lr_at_step
-from .tasks import Task
+from .task import Task, task_log_row, task_param_groups, uses_accumulators
+from .trainer_config import FLOAT32_MAX, TrainerConfig, diff_configs
 
-__all__ = ["TrainResult", "Trainer", "build_optimizer", "is_norm_logit"]
+__all__ = ["TrainResult", "Trainer", "as_trainer_config", "build_optimizer"]
+
+ParamGroupsArg = Sequence[ParamGroup] | Callable[[nn.Module], Sequence[ParamGroup]] | None
 
 
 @dataclass
@@ -79,42 +87,89 @@ class TrainResult:
     rank: int = 0
 
 
-def is_norm_logit(name: str) -> bool:
-    """True for the mixture logits of SN/SSN/EN layers (``mean_weight``, ``var_weight``, ``ratio_weight``)."""
-    return name.rsplit(".", 1)[-1] in MIXTURE_LOGIT_NAMES
+def __getattr__(name: str) -> Any:
+    """``is_norm_logit`` moved to :mod:`pickwise.tasks.classification.params` (resolved lazily, no task import)."""
+    if name == "is_norm_logit":
+        import importlib
+
+        return importlib.import_module("pickwise.tasks.classification.params").is_norm_logit
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def build_optimizer(model: nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:
-    """SGD or AdamW with three groups: decayed weights, undecayed 1-D params, and norm mixture logits.
+def as_trainer_config(cfg: Any) -> TrainerConfig:
+    """A :class:`TrainerConfig` as is, or a task config's ``trainer_config()`` (e.g. the classification ``RunConfig``).
 
-    With ``no_decay_norm_and_bias`` the 1-D parameters get no weight decay. The mixture logits never get weight decay
-    and their learning rate is ``optim.lr * optim.norm_logit_lr_mult`` (kept in the group as ``lr_mult``).
+    Raises:
+        ConfigError: For anything else.
     """
-    decay, no_decay, logits = [], [], []
+    if isinstance(cfg, TrainerConfig):
+        return cfg
+    make = getattr(cfg, "trainer_config", None)
+    if callable(make):
+        out = make()
+        if isinstance(out, TrainerConfig):
+            return out
+    raise ConfigError(
+        "config: the trainer needs a TrainerConfig or a config with a trainer_config() method; "
+        f"got {type(cfg).__name__}"
+    )
+
+
+def _resolve_groups(cfg: Any, model: nn.Module, param_groups: ParamGroupsArg) -> list[ParamGroup]:
+    """Explicit groups (or a callable of the model), else the config's ``default_param_groups()``."""
+    if param_groups is None:
+        defaults = getattr(cfg, "default_param_groups", None)
+        return list(defaults()) if callable(defaults) else []
+    if callable(param_groups):
+        return list(param_groups(model))
+    return list(param_groups)
+
+
+def build_optimizer(model: nn.Module, cfg: Any, param_groups: ParamGroupsArg = None) -> torch.optim.Optimizer:
+    """SGD or AdamW with the default groups (decayed weights, undecayed 1-D params) plus the extra ``param_groups``.
+
+    With ``no_decay_norm_and_bias`` the 1-D parameters get no weight decay. A parameter accepted by an extra
+    :class:`ParamGroup` goes to that group (the first that accepts it), with the group's weight decay and
+    ``lr_mult``. Empty groups are dropped (the decayed group is always present). ``cfg`` is a
+    :class:`TrainerConfig` or a task config with ``trainer_config()``; with ``param_groups=None`` the config's
+    ``default_param_groups()`` are used (the classification config's norm-logit group).
+    """
+    groups_spec = _resolve_groups(cfg, model, param_groups)
+    optim = as_trainer_config(cfg).optim
+    decay, no_decay = [], []
+    extra: list[list[nn.Parameter]] = [[] for _ in groups_spec]
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        if is_norm_logit(name):
-            logits.append(param)
-        elif cfg.optim.no_decay_norm_and_bias and param.ndim <= 1:
-            no_decay.append(param)
+        for i, spec in enumerate(groups_spec):
+            if spec.select(name, param):
+                extra[i].append(param)
+                break
         else:
-            decay.append(param)
-    groups = [{"params": decay, "weight_decay": cfg.optim.weight_decay, "lr_mult": 1.0}]
+            if optim.no_decay_norm_and_bias and param.ndim <= 1:
+                no_decay.append(param)
+            else:
+                decay.append(param)
+    groups = [{"params": decay, "weight_decay": optim.weight_decay, "lr_mult": 1.0}]
     if no_decay:
         groups.append({"params": no_decay, "weight_decay": 0.0, "lr_mult": 1.0})
-    if logits:
-        groups.append({"params": logits, "weight_decay": 0.0, "lr_mult": cfg.optim.norm_logit_lr_mult})
-    if cfg.optim.name == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.optim.lr, momentum=cfg.optim.momentum, nesterov=cfg.optim.nesterov)
-    return torch.optim.AdamW(groups, lr=cfg.optim.lr)
+    for spec, params in zip(groups_spec, extra):
+        if params:
+            wd = optim.weight_decay if spec.weight_decay is None else spec.weight_decay
+            groups.append({"params": params, "weight_decay": wd, "lr_mult": spec.lr_mult})
+    if optim.name == "sgd":
+        return torch.optim.SGD(groups, lr=optim.lr, momentum=optim.momentum, nesterov=optim.nesterov)
+    return torch.optim.AdamW(groups, lr=optim.lr)
 
 
 class Trainer:
     """Train and evaluate ``model`` on ``train_set`` / ``eval_set`` according to ``cfg``.
 
+    The trainer keeps a frozen :class:`TrainerConfig` in ``self.config`` (changing the caller's config afterwards has
+    no effect); ``self.cfg`` is the object passed in, recorded in ``config.yaml`` and the checkpoints.
+
     Args:
-        cfg: The resolved run configuration.
+        cfg: A :class:`TrainerConfig`, or a task config with ``trainer_config()`` (the classification ``RunConfig``).
         model: The network (on CPU; the trainer moves and, under torchrun, wraps it in DDP).
         train_set: Training dataset.
         eval_set: Evaluation dataset (None: no evaluation).
@@ -125,11 +180,15 @@ class Trainer:
         regularizer: Extra loss term added once per optimizer step.
         run_id: This run's id (see :mod:`pickwise.engine.rundir`); None: a new one for a fresh run, the folder's
             (``run.json``) or the checkpoint's on resume.
+        param_groups: Extra optimizer groups (:class:`ParamGroup`), or a callable ``model -> groups``; None: the
+            config's ``default_param_groups()`` if it has one. The task's ``param_groups(model)``, if any, follow.
+        sampler_factory: Builds each epoch's training sampler (see :class:`SamplerFactory`); default: the shuffled,
+            resumable distributed sampler.
     """
 
     def __init__(
         self,
-        cfg: RunConfig,
+        cfg: TrainerConfig | Any,
         model: nn.Module,
         train_set: Dataset,
         eval_set: Dataset | None,
@@ -140,36 +199,45 @@ class Trainer:
         hooks: Sequence[Callable[[Trainer], None]] = (),
         regularizer: Callable[[nn.Module], torch.Tensor] | None = None,
         run_id: str | None = None,
+        param_groups: ParamGroupsArg = None,
+        sampler_factory: SamplerFactory | None = None,
     ) -> None:
+        self.config = config = copy.deepcopy(as_trainer_config(cfg))  # frozen, and its sections are private copies
         self.cfg, self.task, self.run_dir, self.device = cfg, task, Path(run_dir), device
+        self._record = cfg.to_dict() if callable(getattr(cfg, "to_dict", None)) else config.to_dict()
+        self._batch_key = "batch_size" if isinstance(cfg, TrainerConfig) else "data.batch_size"
         self.run_id = run_id
         self.hooks, self.regularizer = list(hooks), regularizer
         self.rank, self.world_size = get_rank(), get_world_size()
-        if cfg.data.batch_size % self.world_size:
+        if config.batch_size % self.world_size:
             raise ConfigError(
-                f"config: data.batch_size={cfg.data.batch_size} must be divisible by the number of "
+                f"config: {self._batch_key}={config.batch_size} must be divisible by the number of "
                 f"processes ({self.world_size}); it is the global batch size"
             )
-        self.local_batch = cfg.data.batch_size // self.world_size
+        self.local_batch = config.batch_size // self.world_size
         self.model = model.to(device)
-        self.optimizer = build_optimizer(self.model, cfg)
-        self.amp_dtype = autocast_dtype(cfg.train.amp, device)
+        self.param_groups = _resolve_groups(cfg, self.model, param_groups) + list(task_param_groups(task, self.model))
+        self.optimizer = build_optimizer(self.model, config, self.param_groups)
+        self.amp_dtype = autocast_dtype(config.train.amp, device)
         use_scaler = self.amp_dtype == torch.float16 and device.type == "cuda"
         self.scaler = torch.amp.GradScaler(device.type, enabled=use_scaler)
         self.train_set, self.eval_set = train_set, eval_set
-        self.sampler = ResumableDistributedSampler(
-            train_set, num_replicas=self.world_size, rank=self.rank, shuffle=True, seed=cfg.train.seed, drop_last=True
-        )
-        micro_per_epoch = self.sampler.num_samples // self.local_batch
-        self.steps_per_epoch = micro_per_epoch // cfg.train.grad_accum_steps
+        self.sampler_factory: SamplerFactory = sampler_factory or resumable_sampler_factory
+        self.sampler = self._make_sampler(0)
+        self.steps_per_epoch = self._steps_of(self.sampler)
         if self.steps_per_epoch == 0:
             raise ConfigError(
                 f"config: the training set has {len(train_set)} samples, fewer than one optimizer step "
-                f"needs (data.batch_size={cfg.data.batch_size} x train.grad_accum_steps="
-                f"{cfg.train.grad_accum_steps}); lower the batch size"
+                f"needs ({self._batch_key}={config.batch_size} x train.grad_accum_steps="
+                f"{config.train.grad_accum_steps}); lower the batch size"
             )
-        planned = cfg.train.epochs * self.steps_per_epoch
-        self.total_steps = min(planned, cfg.train.max_steps) if cfg.train.max_steps else planned
+        # epoch lengths known at the start (the schedule needs the total); a pool that grows in ways the factory
+        # cannot tell in advance should set train.max_steps
+        self._epoch_steps = [self.steps_per_epoch] + [
+            self._steps_of(self._make_sampler(e)) for e in range(1, config.train.epochs)
+        ]
+        planned = sum(self._epoch_steps[: config.train.epochs])
+        self.total_steps = min(planned, config.train.max_steps) if config.train.max_steps else planned
         self.ddp_model: nn.Module = self.model
         if self.world_size > 1:
             ids = [device.index] if device.type == "cuda" else None
@@ -177,6 +245,18 @@ class Trainer:
         self.global_step, self.epoch, self.step_in_epoch = 0, 0, 0
         self.history: list[dict[str, float]] = []
         self._window: dict[str, torch.Tensor] = {}  # running sums of the current training-log row
+
+    def _make_sampler(self, epoch: int) -> Sampler[int]:
+        return self.sampler_factory(
+            self.train_set, epoch=epoch, num_replicas=self.world_size, rank=self.rank, seed=self.config.train.seed
+        )
+
+    def _steps_of(self, sampler: Sampler[int]) -> int:
+        return len(sampler) // self.local_batch // self.config.train.grad_accum_steps  # type: ignore[arg-type]
+
+    def steps_in_epoch(self, epoch: int) -> int:
+        """Optimizer steps of ``epoch`` (from its sampler's length; the last known length beyond ``train.epochs``)."""
+        return self._epoch_steps[min(epoch, len(self._epoch_steps) - 1)]
 
     # ------------------------------------------------------------------ checkpoints
     @property
@@ -190,15 +270,15 @@ class Trainer:
             "step_in_epoch": self.step_in_epoch,
             "global_step": self.global_step,
             "world_size": self.world_size,
-            "scheduler": {"name": self.cfg.schedule.name, "step": self.global_step},
+            "scheduler": {"name": self.config.schedule.name, "step": self.global_step},
             "sampler": {
-                "seed": self.cfg.train.seed,
+                "seed": self.config.train.seed,
                 "epoch": self.epoch,
-                "samples_done": self.step_in_epoch * self.cfg.train.grad_accum_steps * self.local_batch,
+                "samples_done": self.step_in_epoch * self.config.train.grad_accum_steps * self.local_batch,
             },
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
             "history": self.history,
-            "config": config_to_dict(self.cfg),
+            "config": self._record,
             # float32 sums of the log row in progress, so a resumed run writes the same row (exact in JSON)
             "log_window": {k: float(v) for k, v in self._window.items() if k != "lr"},
         }
@@ -219,7 +299,7 @@ class Trainer:
         raise TrainingDivergedError(
             f"train: the weights became NaN/infinite by step {self.global_step} (before {where}; "
             f"{len(bad)} tensor(s), first '{bad[0]}'); nothing was saved for this step. Lower optim.lr "
-            "(now {:g}) or set optim.clip_grad_norm".format(self.cfg.optim.lr)
+            "(now {:g}) or set optim.clip_grad_norm".format(self.config.optim.lr)
         )
 
     def save(self) -> Path | None:
@@ -233,7 +313,7 @@ class Trainer:
                 self.model.state_dict(),
                 self.optimizer.state_dict(),
                 self._state(),
-                keep_last=self.cfg.checkpoint.keep_last,
+                keep_last=self.config.checkpoint.keep_last,
                 run_id=self.run_id,
             )
         barrier()
@@ -298,7 +378,7 @@ class Trainer:
             ) from None
         if "config" not in state:
             raise CheckpointError(f"resume: {state_file} lacks the run's config; resume from an older checkpoint")
-        changed = diff_configs(state["config"], config_to_dict(self.cfg))
+        changed = diff_configs(state["config"], self._record)
         fatal = [
             k for k in changed if k.split(".")[0] in ("model", "data") and k not in ("data.num_workers", "data.root")
         ]
@@ -338,14 +418,22 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def _loader(self) -> DataLoader:
-        self.sampler.set_epoch(self.epoch)
-        self.sampler.set_start(self.step_in_epoch * self.cfg.train.grad_accum_steps * self.local_batch)
+        self.sampler = self._make_sampler(self.epoch)
+        self.steps_per_epoch = self._steps_of(self.sampler)
+        start = self.step_in_epoch * self.config.train.grad_accum_steps * self.local_batch
+        sampler: Sampler[int] = self.sampler
+        if start:
+            set_start = getattr(sampler, "set_start", None)
+            if callable(set_start):
+                set_start(start)
+            else:
+                sampler = SkipSampler(sampler, start)
         return DataLoader(
             self.train_set,
             batch_size=self.local_batch,
-            sampler=self.sampler,
+            sampler=sampler,
             drop_last=True,
-            num_workers=self.cfg.data.num_workers,
+            num_workers=self.config.num_workers,
             pin_memory=self.device.type == "cuda",
             persistent_workers=False,
         )
@@ -356,13 +444,13 @@ class Trainer:
         return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
 
     def _optimizer_step(self, micro_batches: list[Any]) -> dict[str, torch.Tensor]:
-        cfg = self.cfg
+        cfg = self.config
         torch.manual_seed(derive_seed(cfg.train.seed, self.global_step, self.rank))
         generator = torch.Generator().manual_seed(derive_seed(cfg.train.seed, self.global_step, self.rank, 1))
         lr = lr_at_step(
             self.global_step,
             base_lr=cfg.optim.lr,
-            steps_per_epoch=self.steps_per_epoch,
+            steps_per_epoch=self._epoch_steps[0],
             total_steps=self.total_steps,
             cfg=cfg.schedule,
         )
@@ -400,12 +488,17 @@ class Trainer:
             flag = torch.tensor([0.0 if bad_loss is None else 1.0], device=self.device)
             if all_reduce_sum(flag).item() > 0:
                 self._diverged(bad_loss)
-        if cfg.optim.clip_grad_norm or cfg.optim.norm_logit_clip:
+        clipped = [spec for spec in self.param_groups if spec.clip_grad_norm]
+        if cfg.optim.clip_grad_norm or clipped:
             self.scaler.unscale_(self.optimizer)
-        if cfg.optim.norm_logit_clip:
-            logits = [p for n, p in self.model.named_parameters() if is_norm_logit(n) and p.grad is not None]
-            if logits:
-                torch.nn.utils.clip_grad_norm_(logits, cfg.optim.norm_logit_clip)
+        for spec in clipped:  # the parameters this group owns (the first group that selects a parameter owns it)
+            params = [
+                p
+                for n, p in self.model.named_parameters()
+                if p.grad is not None and next((g for g in self.param_groups if g.select(n, p)), None) is spec
+            ]
+            if params:
+                torch.nn.utils.clip_grad_norm_(params, spec.clip_grad_norm)
         if cfg.optim.clip_grad_norm:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.clip_grad_norm)
         self.scaler.step(self.optimizer)
@@ -418,33 +511,49 @@ class Trainer:
         what = f"became {loss}" if loss is not None else "became non-finite on another process"
         raise TrainingDivergedError(
             f"train: loss {what} at step {self.global_step + 1}; nothing was saved for this step. Lower optim.lr "
-            f"(now {self.cfg.optim.lr:g}) or set optim.clip_grad_norm"
+            f"(now {self.config.optim.lr:g}) or set optim.clip_grad_norm"
         )
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """Evaluate on ``eval_set`` (sharded over processes, sums all-reduced)."""
+        """Evaluate on ``eval_set``, sharded over processes.
+
+        A task with accumulators (``make_accumulators`` / ``evaluation_step`` / ``compute``) updates them with every
+        batch of this process's shard; the engine then calls ``sync()`` on each (a sum over processes) and returns
+        ``compute``. A task of the first protocol returns scalar sums that the engine all-reduces for ``finalize``.
+        """
         if self.eval_set is None:
             return {}
         sampler = ShardSampler(len(self.eval_set), self.world_size, self.rank)
         loader = DataLoader(
             self.eval_set,
-            batch_size=max(1, self.cfg.data.eval_batch_size // self.world_size),
+            batch_size=max(1, self.config.eval_batch_size // self.world_size),
             sampler=sampler,
-            num_workers=self.cfg.data.num_workers,
+            num_workers=self.config.num_workers,
         )
         self.ddp_model.eval()
+        if uses_accumulators(self.task):
+            task: Any = self.task
+            accumulators = task.make_accumulators()
+            for batch in loader:
+                with self._autocast():
+                    task.evaluation_step(self.model, batch, self.device, accumulators)
+            for acc in accumulators.values():
+                if self.world_size > 1 and self.device.type == "cuda":
+                    acc.to(self.device)  # nccl reduces device tensors
+                acc.sync()
+            return dict(task.compute(accumulators))
         totals: dict[str, torch.Tensor] = {}
         for batch in loader:
             with self._autocast():
-                stats = self.task.evaluation_sums(self.model, batch, self.device)
+                stats = self.task.evaluation_sums(self.model, batch, self.device)  # type: ignore[attr-defined]
             for key, value in stats.items():
                 totals[key] = totals.get(key, torch.zeros((), dtype=torch.float64, device=self.device)) + value
         keys = sorted(totals)
         if not keys:
             return {}
         packed = all_reduce_sum(torch.stack([totals[k].double() for k in keys]))
-        return self.task.finalize({k: float(v) for k, v in zip(keys, packed.tolist())})
+        return self.task.finalize({k: float(v) for k, v in zip(keys, packed.tolist())})  # type: ignore[attr-defined]
 
     def fit(self, resume: str | Path | bool | None = None) -> TrainResult:
         """Run (or continue) training to ``total_steps``; returns the final evaluation.
@@ -465,14 +574,14 @@ class Trainer:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if read_run_id(self.run_dir) != self.run_id:
-            write_run_info(self.run_dir, str(self.run_id), name=self.cfg.name)
+            write_run_info(self.run_dir, str(self.run_id), name=self.config.name)
         import yaml
 
-        text = yaml.safe_dump(config_to_dict(self.cfg), sort_keys=False)
+        text = yaml.safe_dump(self._record, sort_keys=False)
         atomic_write_text(self.run_dir / "config.yaml", f"# run_id: {self.run_id}\n{text}")
 
     def _fit(self, resume: str | Path | bool | None) -> TrainResult:
-        cfg = self.cfg
+        cfg = self.config
         if resume:
             self.resume(resume)
             self.check_finite("training (the checkpoint holds non-finite weights)")
@@ -515,7 +624,7 @@ class Trainer:
                         self.check_finite("logging")
                         self._log_window(logger, self._window, time.perf_counter() - window_start, bar)
                         self._window, window_start = {}, time.perf_counter()
-                    end_of_epoch = self.step_in_epoch == self.steps_per_epoch
+                    end_of_epoch = self.step_in_epoch == self.steps_in_epoch(self.epoch)
                     finished = self.global_step == self.total_steps
                     if end_of_epoch:
                         self.epoch, self.step_in_epoch = self.epoch + 1, 0
@@ -539,7 +648,7 @@ class Trainer:
         if not metrics:  # e.g. resuming a run that had already finished
             metrics = self.evaluate()
         seconds = time.perf_counter() - start_time
-        images = (self.global_step - start_step) * cfg.data.batch_size * accum
+        images = (self.global_step - start_step) * cfg.batch_size * accum
         result = TrainResult(
             metrics=metrics,
             steps=self.global_step,
@@ -559,14 +668,14 @@ class Trainer:
         packed = all_reduce_sum(torch.stack([window[k].double().to(self.device) for k in keys]))
         totals = dict(zip(keys, packed.tolist()))
         n = max(totals.get("count", 0.0), 1.0)
-        row = {
+        columns = task_log_row(self.task, totals)  # the task names its columns (loss, acc, ...)
+        row: dict[str, float] = {
             "epoch": self.epoch,
-            "loss": totals.get("loss", 0.0) / n,
-            "acc": totals.get("correct", 0.0) / n,
+            **columns,
             "lr": float(self.optimizer.param_groups[0]["lr"]),
             "images_per_sec": n / seconds if seconds else 0.0,
         }
         if "regularizer" in totals:
             row["regularizer"] = totals["regularizer"] / n
         logger.log("train", self.global_step, row)
-        bar.set_postfix(loss=f"{row['loss']:.3f}", acc=f"{row['acc']:.3f}", refresh=False)
+        bar.set_postfix(refresh=False, **{k: f"{v:.3f}" for k, v in list(columns.items())[:3]})

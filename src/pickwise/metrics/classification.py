@@ -134,6 +134,22 @@ class MeanMetric(Accumulator):
         self._add("total", value * w)
         self._add("weight", w)
 
+    def update_sum(self, total: torch.Tensor | float, weight: torch.Tensor | float) -> None:
+        """Add a precomputed sum ``total`` over ``weight`` samples (e.g. a batch's summed loss and its size).
+
+        Adds exactly ``total`` (converted to float64) instead of ``mean * weight``, so streaming sums match a
+        reference that sums per-batch totals.
+
+        Example:
+            >>> m = MeanMetric()
+            >>> m.update_sum(6.0, 4)
+            >>> m.update_sum(2.0, 1)
+            >>> m.compute()
+            1.6
+        """
+        self._add("total", torch.as_tensor(total, dtype=torch.float64).detach().cpu())
+        self._add("weight", torch.as_tensor(weight, dtype=torch.float64).detach().cpu())
+
     def compute(self) -> float:
         """The mean (NaN before any update)."""
         w = float(self.weight)
