@@ -29,7 +29,22 @@ from ..utils.io import atomic_write_json, atomic_write_text
 
 __all__ = ["add_arguments", "evaluate_claims", "run"]
 
-LEARNED = ("sn", "ssn", "en")
+
+def _is_learned(norm: str) -> bool:
+    """Whether ``norm`` is a learned mixture (SN, SSN, EN): the norm registry's metadata decides."""
+    from ..nn.norm.registry import norm_layer_info
+
+    return norm_layer_info(norm).learned_mixture
+
+
+def __getattr__(name: str) -> Any:
+    # ``LEARNED`` (the learned-mixture names) is read from the norm registry on first use, so that importing this
+    # module for the CLI's argument parser does not import torch
+    if name == "LEARNED":
+        from ..nn.norm.registry import list_norm_layers
+
+        return tuple(list_norm_layers(learned_mixture=True, synchronized=False))
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -90,7 +105,7 @@ def _overrides(args: argparse.Namespace, norm: str, batch: int, data: str) -> li
     ]
     if norm == "ssn":  # the official SSN recipe: logits at lr/10 without weight decay, logit gradients clipped to 1
         items += ["optim.norm_logit_lr_mult=0.1", "optim.norm_logit_clip=1.0"]
-    elif norm in LEARNED:
+    elif _is_learned(norm):
         items.append(f"optim.norm_logit_lr_mult={args.logit_lr_mult}")
     if norm == "pn":  # population statistics lag the weights early on: normalize by the batch for the first epoch
         warmup = args.train_subset // batch
@@ -204,7 +219,10 @@ def run(args: argparse.Namespace) -> int:
     args.epochs = args.epochs or (1 if args.quick else 2)
     args.train_subset = args.train_subset or (1000 if args.quick else 4000)
     args.test_subset = args.test_subset or (1000 if args.quick else 2000)
-    norms = [n.strip() for n in args.norms.split(",") if n.strip()]
+    from ..nn.norm.registry import norm_layer_info
+
+    # registered names (aliases resolved) are checked before any data are loaded
+    norms = [norm_layer_info(n.strip()).name for n in args.norms.split(",") if n.strip()]
     sizes = sorted(int(b) for b in args.batch_sizes.split(",") if b.strip())
     data = args.data or first_available_dataset("fashion-mnist", "mnist-5k")
     out = Path(args.output_dir)
@@ -224,7 +242,7 @@ def run(args: argparse.Namespace) -> int:
                     "train_seconds": results["train_seconds"],
                 }
             )
-    learned_runs = [out / "runs" / f"{n}-bs{b}" for n in norms if n in LEARNED for b in sizes]
+    learned_runs = [out / "runs" / f"{n}-bs{b}" for n in norms if _is_learned(n) for b in sizes]
     analysis = analyze_norm_runs(learned_runs, out) if learned_runs else {"runs": [], "figures": []}
     bn_weight = {r["batch_size"]: r["summary"]["both"].get("bn", 0.0) for r in analysis["runs"] if r["norm"] == "sn"}
     claims = evaluate_claims(acc, bn_weight, args.test_subset)

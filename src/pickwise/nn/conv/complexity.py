@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ...exceptions import InvalidParameterError
+from .._validation import check_float, positive_float, positive_int
 from .dgconv import DGConv2d
 
 __all__ = ["ResourceConstraint", "complexity", "dense_complexity", "group_budget", "learned_groups"]
@@ -46,8 +47,7 @@ def group_budget(model: nn.Module, groups: int) -> float:
 
     ``group_budget(model, 32)`` is "the cost of ResNeXt's 32 groups", the third-party reproduction's target.
     """
-    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
-        raise InvalidParameterError(f"group_budget: groups must be a positive int; got {groups!r}")
+    groups = positive_int("group_budget", "groups", groups)
     return dense_complexity(model) / groups
 
 
@@ -79,14 +79,10 @@ class ResourceConstraint:
     """
 
     def __init__(self, target: float, exponent: float = -0.02) -> None:
-        if isinstance(target, bool) or not isinstance(target, (int, float)) or not target > 0:
-            raise InvalidParameterError(f"ResourceConstraint: target must be a positive number; got {target!r}")
-        if isinstance(exponent, bool) or not isinstance(exponent, (int, float)) or exponent > 0:
-            raise InvalidParameterError(
-                f"ResourceConstraint: exponent must be a number <= 0 (a penalty above the budget); got {exponent!r}"
-            )
-        self.target = float(target)
-        self.exponent = float(exponent)
+        self.target = positive_float("ResourceConstraint", "target", target, expected="a positive number")
+        self.exponent = check_float(
+            "ResourceConstraint", "exponent", exponent, high=0.0, expected="a number <= 0 (a penalty above the budget)"
+        )
 
     def factor(self, zeta: torch.Tensor) -> torch.Tensor:
         """``[o / ζ]^a`` with ``a = 0`` inside the budget (branch-free, so it compiles)."""

@@ -17,6 +17,7 @@ from torch import nn
 from torch.nn.modules.utils import _pair, _reverse_repeat_tuple
 
 from ...exceptions import CheckpointError, InvalidParameterError
+from .._validation import one_of, positive_float, positive_int
 from ..functional.dgconv import (
     STE_MODES,
     binary_gates,
@@ -30,12 +31,6 @@ from ..functional.dgconv import (
 __all__ = ["DGConv2d"]
 
 _PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
-
-
-def _positive_int(where: str, name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidParameterError(f"{where}: {name} must be a positive int; got {value!r}")
-    return value
 
 
 class DGConv2d(nn.Module):
@@ -119,20 +114,17 @@ class DGConv2d(nn.Module):
     ) -> None:
         super().__init__()
         where = f"DGConv2d({in_channels}, {out_channels})" if name is None else f"DGConv2d {name!r}"
-        in_channels = _positive_int(where, "in_channels", in_channels)
-        out_channels = _positive_int(where, "out_channels", out_channels)
+        in_channels = positive_int(where, "in_channels", in_channels)
+        out_channels = positive_int(where, "out_channels", out_channels)
         if groups is not None:
             raise InvalidParameterError(
                 f"{where}: groups={groups!r} cannot be combined with learned grouping; DGConv2d learns its group "
                 "count from the gates (read it from .groups). For a fixed group count use "
                 f"torch.nn.Conv2d(..., groups={groups!r})"
             )
-        if ste not in STE_MODES:
-            raise InvalidParameterError(f"{where}: ste must be one of {STE_MODES}; got {ste!r}")
-        if padding_mode not in _PADDING_MODES:
-            raise InvalidParameterError(f"{where}: padding_mode must be one of {_PADDING_MODES}; got {padding_mode!r}")
-        if not (isinstance(gate_init, (int, float)) and not isinstance(gate_init, bool) and gate_init > 0):
-            raise InvalidParameterError(f"{where}: gate_init must be a positive float; got {gate_init!r}")
+        one_of(where, "ste", ste, STE_MODES)
+        one_of(where, "padding_mode", padding_mode, _PADDING_MODES)
+        gate_init = positive_float(where, "gate_init", gate_init)
         try:
             self.factors, self.r_in, self.r_out = factorize_channels(in_channels, out_channels, factors, where=where)
         except ValueError as err:

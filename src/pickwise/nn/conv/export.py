@@ -26,6 +26,7 @@ from torch import fx, nn
 
 from ...exceptions import InvalidParameterError
 from ..functional.dgconv import group_permutation
+from ..norm.registry import is_batch_norm
 from .dgconv import DGConv2d
 
 __all__ = ["ChannelPermute", "ExportError", "dgconv_to_conv", "export_grouped_convs"]
@@ -172,7 +173,7 @@ def _norm_problem(module: nn.Module, channels: int, perm: torch.Tensor) -> str |
                 "grouping permutes channels across those blocks, which would change its statistics"
             )
         return None
-    if isinstance(module, (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)):
+    if is_batch_norm(module) or isinstance(module, nn.modules.instancenorm._InstanceNorm):
         return None if module.num_features == channels else f"{name} has {module.num_features} channels"
     # duck-typed per-channel layers (the SN/SSN/EN/PN family): num_features == C and only (C,) or scalar tensors
     if getattr(module, "num_features", None) != channels:

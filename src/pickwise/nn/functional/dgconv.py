@@ -30,6 +30,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from .._validation import is_int
+
 __all__ = [
     "STE_MODES",
     "binary_gates",
@@ -96,7 +98,7 @@ def factorize_channels(
             )
     else:
         fs = tuple(factors)
-        if not fs or any(isinstance(c, bool) or not isinstance(c, int) or c < 2 for c in fs):
+        if not fs or not all(is_int(c, minimum=2) for c in fs):
             raise ValueError(f"{where}: factors must be a non-empty sequence of ints >= 2; got {factors!r}")
         prod = math.prod(fs)
         if in_channels % prod or out_channels % prod:

@@ -7,7 +7,6 @@ pure function from :mod:`pickwise.nn.functional`. The Sync variants override onl
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -16,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from ...exceptions import InvalidParameterError, ShapeError
+from .._validation import positive_float, positive_int, probability
 from ..functional._stats import BatchStatsFn, parse_normalizers
 
 __all__ = ["LearnedNormBase"]
@@ -60,17 +60,16 @@ class LearnedNormBase(nn.Module):
     ) -> None:
         super().__init__()
         where = type(self).__name__
-        if isinstance(num_features, bool) or not isinstance(num_features, int) or num_features < 1:
-            raise InvalidParameterError(f"{where}: num_features must be a positive int; got {num_features!r}")
-        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0 or not math.isfinite(eps):
-            raise InvalidParameterError(f"{where}: eps must be a positive float; got {eps!r}")
-        if momentum is not None and (
-            isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0.0 <= momentum <= 1.0
-        ):
-            raise InvalidParameterError(
-                f"{where}: momentum must be a float in [0, 1] (PyTorch convention) or None; got {momentum!r}. "
-                "The official SN value 0.9 (0.997) corresponds to momentum=0.1 (0.003) here."
-            )
+        num_features = positive_int(where, "num_features", num_features)
+        eps = positive_float(where, "eps", eps)
+        momentum = probability(
+            where,
+            "momentum",
+            momentum,
+            allow_none=True,
+            hint="momentum follows the PyTorch convention: the official SN value 0.9 (0.997) corresponds to "
+            "momentum=0.1 (0.003) here.",
+        )
         factory_kwargs = {"device": device, "dtype": dtype}
         self.num_features = num_features
         self.eps = float(eps)

@@ -1,21 +1,11 @@
-"""Duck-typed helpers shared by the model-level utilities: which modules are learned-normalizer mixtures."""
+"""Duck-typed helpers shared by the model-level utilities (kept for imports; the definitions live in the registry).
+
+:func:`is_batch_norm`, :func:`is_learned_norm` and :data:`MIXTURE_LOGIT_NAMES` are defined once, in
+:mod:`pickwise.nn.norm.registry`, next to the metadata that decides which layers convert.
+"""
 
 from __future__ import annotations
 
-from torch import nn
+from .registry import MIXTURE_LOGIT_NAMES, is_batch_norm, is_convertible_norm, is_learned_norm
 
-__all__ = ["MIXTURE_LOGIT_NAMES", "is_batch_norm", "is_learned_norm"]
-
-# static mixture logits: SN/SSN's separate mean and variance logits, EN's static ratio logits
-MIXTURE_LOGIT_NAMES = ("mean_weight", "var_weight", "ratio_weight")
-
-
-def is_learned_norm(module: nn.Module) -> bool:
-    """True for SN/SSN/EN-style layers: they expose ``normalizers`` (names) and ``ratios()`` (mixture weights)."""
-    normalizers = getattr(module, "normalizers", None)
-    return isinstance(normalizers, tuple) and len(normalizers) > 1 and callable(getattr(module, "ratios", None))
-
-
-def is_batch_norm(module: nn.Module) -> bool:
-    """True for torch BatchNorm1d/2d/3d and SyncBatchNorm (and subclasses); the one place that names ``_BatchNorm``."""
-    return isinstance(module, nn.modules.batchnorm._BatchNorm)
+__all__ = ["MIXTURE_LOGIT_NAMES", "is_batch_norm", "is_convertible_norm", "is_learned_norm"]

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from ._learned import is_batch_norm
+from .registry import is_batch_norm
 from .report import norm_ratio_report
 from .variants import InstanceNorm2d, LayerNorm2d
 

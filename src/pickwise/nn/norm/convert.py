@@ -16,7 +16,6 @@ the papers' initialisation (equal logits).
 from __future__ import annotations
 
 import fnmatch
-import importlib
 import math
 from collections.abc import Sequence
 
@@ -24,7 +23,14 @@ import torch
 from torch import nn
 
 from ...exceptions import InvalidParameterError
-from ._learned import MIXTURE_LOGIT_NAMES, is_batch_norm, is_learned_norm
+from .._validation import nonnegative_float, one_of
+from .registry import (
+    MIXTURE_LOGIT_NAMES,
+    conversion_target,
+    is_convertible_norm,
+    is_learned_norm,
+    list_norm_layers,
+)
 
 __all__ = ["DEFAULT_BN_LOGIT_GAP", "convert_norm_layers", "set_mixture_logits"]
 
@@ -32,14 +38,6 @@ __all__ = ["DEFAULT_BN_LOGIT_GAP", "convert_norm_layers", "set_mixture_logits"]
 #: (``pickwise reproduce convert``; docs/converter.md): gap 8 moves the eval logits by 1.4 % (median over photos)
 #: and gives mixture-logit gradients ~2e-4, where the former default 30 gave 0 % and ~5e-14 (logits frozen).
 DEFAULT_BN_LOGIT_GAP = 8.0
-
-_TARGETS = ("sn", "ssn", "en", "pn")
-_CLASS_NAMES = {
-    "sn": {1: "SwitchNorm1d", 2: "SwitchNorm2d", 3: "SwitchNorm3d"},
-    "ssn": {2: "SparseSwitchNorm2d"},
-    "en": {2: "ExemplarNorm2d"},
-    "pn": {2: "PopulationNorm2d"},
-}
 
 
 def _dims(module: nn.Module) -> int:
@@ -67,8 +65,8 @@ def set_mixture_logits(module: nn.Module, init: str, *, bn_logit_gap: float = DE
             sparsemax (:meth:`~pickwise.nn.SparseSwitchNorm2d.init_mixture`), whose gradients are not damped
             (0.3-0.4 at every gap up to 12); a gap of 1 or more in SSN's own logits would be exactly one-hot and freeze.
     """
-    if init not in ("bn", "uniform"):
-        raise InvalidParameterError(f"convert_norm_layers: init must be 'bn' or 'uniform'; got {init!r}")
+    one_of("convert_norm_layers", "init", init, ("bn", "uniform"))
+    bn_logit_gap = nonnegative_float("convert_norm_layers", "bn_logit_gap", bn_logit_gap)
     if init == "bn" and "bn" not in module.normalizers:
         raise InvalidParameterError(
             f"convert_norm_layers: init='bn' needs a BN branch, but the layer mixes {module.normalizers}; "
@@ -88,18 +86,17 @@ def set_mixture_logits(module: nn.Module, init: str, *, bn_logit_gap: float = DE
 
 
 def _build(target: str, source: nn.Module, layer_kwargs: dict) -> nn.Module:
-    norm_namespace = importlib.import_module("pickwise.nn.norm")  # where the layer classes are exported
-
+    info = conversion_target(target)
     dims = _dims(source)
-    class_name = _CLASS_NAMES[target].get(dims)
-    cls = getattr(norm_namespace, class_name, None) if class_name else None
+    cls = info.variants.get(dims)
     if cls is None:
         raise InvalidParameterError(
-            f"convert_norm_layers: no {target} layer for {dims}-d inputs (source {type(source).__name__}); "
-            f"exclude it with exclude=[...] or convert to 'sn'"
+            f"convert_norm_layers: no {info.name} layer for {dims}-d inputs (source {type(source).__name__}); "
+            f"exclude it with exclude=[...] or convert to one of "
+            f"{', '.join(n for n in list_norm_layers(convertible=True) if dims in conversion_target(n).variants)}"
         )
     kwargs = {"eps": source.eps, "affine": source.affine, "track_running_stats": source.track_running_stats}
-    if getattr(source, "momentum", None) is not None or target != "pn":
+    if getattr(source, "momentum", None) is not None or info.family != "population":
         kwargs["momentum"] = source.momentum
     kwargs.update(layer_kwargs)
     ref = source.weight if source.weight is not None else source.running_mean
@@ -135,10 +132,12 @@ def convert_norm_layers(
 
     Args:
         model: Any ``nn.Module``; modified in place.
-        norm: Target: ``"sn"``, ``"ssn"``, ``"en"`` or ``"pn"``.
+        norm: Target: a registered name with ``convertible=True`` in its metadata (aliases accepted), i.e.
+            ``list_norm_layers(convertible=True)``: ``"en"``, ``"pn"``, ``"sn"``, ``"ssn"`` built in. The class
+            is chosen by the source layer's dims from the target's registered ``variants`` (``"sn"``: 1-d/2-d/3-d).
         init: ``"bn"`` (start as the original BN; eval output unchanged) or ``"uniform"`` (papers' init).
             For ``pn`` it is ignored (PN with BN's running statistics equals BN in eval).
-        bn_logit_gap: See :func:`set_mixture_logits`.
+        bn_logit_gap: See :func:`set_mixture_logits`; a finite float >= 0.
         include: fnmatch patterns of qualified module names to convert (default: all).
         exclude: fnmatch patterns of qualified module names to leave alone (e.g. ``["fc.*"]``).
         layer_kwargs: Extra keyword arguments for the new layers (e.g. ``{"normalizers": ("in", "ln", "bn")}``).
@@ -148,7 +147,11 @@ def convert_norm_layers(
         ``model`` with its layers replaced, or the new layer if ``model`` itself was a BatchNorm.
 
     Raises:
-        InvalidParameterError: Unknown target, or a layer type with no counterpart (use ``exclude``).
+        InvalidParameterError: Unknown target, bad ``init``/``bn_logit_gap``, or a layer type with no counterpart
+            (use ``exclude``).
+
+    Which modules are replaced is decided in one place, :func:`~pickwise.nn.norm.registry.is_convertible_norm`
+    (BatchNorm1d/2d/3d and SyncBatchNorm; with ``convert_learned`` also SN/SSN/EN).
 
     Example:
         >>> from pickwise.models import create_model
@@ -156,21 +159,15 @@ def convert_norm_layers(
         >>> type(model.bn1).__name__
         'SwitchNorm2d'
     """
-    if norm not in _TARGETS:
-        from ..._registry import close_matches_hint
-
-        hint = close_matches_hint(str(norm), list(_TARGETS))
-        suffix = f" ({hint})" if hint else ""
-        raise InvalidParameterError(
-            f"convert_norm_layers: norm must be one of {', '.join(_TARGETS)}; got {norm!r}{suffix}"
-        )
+    target = conversion_target(norm).name
+    one_of("convert_norm_layers", "init", init, ("bn", "uniform"))
+    bn_logit_gap = nonnegative_float("convert_norm_layers", "bn_logit_gap", bn_logit_gap)
     kwargs = dict(layer_kwargs or {})
 
     def convert(module: nn.Module, name: str) -> nn.Module:
         wanted = (include is None or _matches(name, include)) and not _matches(name, exclude)
-        convertible = is_batch_norm(module) or (convert_learned and is_learned_norm(module))
-        if wanted and convertible and not isinstance(module, nn.modules.instancenorm._InstanceNorm):
-            new = _build(norm, module, kwargs)
+        if wanted and is_convertible_norm(module, include_learned=convert_learned):
+            new = _build(target, module, kwargs)
             _copy_state(module, new)
             if is_learned_norm(new):
                 if is_learned_norm(module) and getattr(module, "normalizers", None) == new.normalizers:

@@ -16,10 +16,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ...exceptions import InvalidParameterError
+from .._validation import check_int, one_of, positive_float, positive_int
 from ..functional.exemplar import exemplar_norm, exemplar_ratios
 from ._base import LearnedNormBase
-from .factory import register_norm_layer
+from .registry import register_norm_layer
 
 __all__ = ["ExemplarNorm2d"]
 
@@ -110,14 +110,10 @@ class ExemplarNorm2d(LearnedNormBase):
             dtype=dtype,
         )
         where = type(self).__name__
-        if isinstance(ratio_hidden, bool) or not isinstance(ratio_hidden, int) or ratio_hidden < 1:
-            raise InvalidParameterError(f"{where}: ratio_hidden must be a positive int; got {ratio_hidden!r}")
-        if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
-            raise InvalidParameterError(f"{where}: kernel_size must be a positive odd int; got {kernel_size!r}")
-        if not isinstance(temperature, (int, float)) or not temperature > 0:
-            raise InvalidParameterError(f"{where}: temperature must be a positive float; got {temperature!r}")
-        if descriptor not in ("mean_std", "mean"):
-            raise InvalidParameterError(f"{where}: descriptor must be 'mean_std' or 'mean'; got {descriptor!r}")
+        ratio_hidden = positive_int(where, "ratio_hidden", ratio_hidden)
+        kernel_size = check_int(where, "kernel_size", kernel_size, odd=True)
+        temperature = positive_float(where, "temperature", temperature)
+        one_of(where, "descriptor", descriptor, ("mean_std", "mean"))
         self.ratio_hidden = ratio_hidden
         self.kernel_size = kernel_size
         self.temperature = float(temperature)
@@ -219,4 +215,14 @@ class ExemplarNorm2d(LearnedNormBase):
         )
 
 
-register_norm_layer("en", ExemplarNorm2d, aliases=("exemplarnorm", "exemplarnorm2d"))
+register_norm_layer(
+    "en",
+    ExemplarNorm2d,
+    aliases=("exemplarnorm", "exemplarnorm2d"),
+    description="Exemplar Normalization: per-sample IN/LN/BN ratios from a small network (Zhang et al., CVPR 2020)",
+    family="mixture",
+    batch_dependent=True,
+    learned_mixture=True,
+    convertible=True,
+    sync="syncen",
+)

@@ -16,95 +16,45 @@ name          layer                                                  aliases
 ``in``        :class:`~pickwise.nn.norm.variants.InstanceNorm2d`     ``instancenorm``, ``instancenorm2d``
 ============  =====================================================  ====================================
 
-Other modules add their layers with :func:`register_norm_layer` (e.g. ``"sn"`` for Switchable Normalization).
+Other modules add their layers with :func:`register_norm_layer` (e.g. ``"sn"`` for Switchable Normalization),
+together with their metadata (family, batch dependence, convertibility, Sync counterpart, description): the registry
+and the questions it answers (:func:`list_norm_layers`, :func:`norm_layer_info`, :data:`DEFAULT_NORM`) live in
+:mod:`pickwise.nn.norm.registry` and are re-exported here.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from typing import Any, TypeAlias, overload
+from typing import Any, TypeAlias
 
 from torch import nn
 
-from ..._registry import Registry
 from ...exceptions import InvalidParameterError
+from .registry import (
+    _NORM_LAYERS,
+    DEFAULT_NORM,
+    NormLayerInfo,
+    NormLayerType,
+    list_norm_layers,
+    norm_layer_info,
+    register_norm_layer,
+)
 from .variants import GroupNorm, InstanceNorm2d, LayerNorm2d
 
 __all__ = [
+    "DEFAULT_NORM",
+    "NormLayerInfo",
     "NormLayerLike",
     "NormLayerType",
     "create_norm_layer",
     "get_norm_layer",
     "list_norm_layers",
+    "norm_layer_info",
     "register_norm_layer",
 ]
 
-#: A norm layer class, or any callable ``f(num_features, **kwargs) -> nn.Module`` such as a ``functools.partial``.
-NormLayerType: TypeAlias = Callable[..., nn.Module]
 #: What :func:`get_norm_layer` accepts: a registered name, a class, a callable/partial, or ``None``.
 NormLayerLike: TypeAlias = "str | NormLayerType | None"
-
-
-def _normalize_name(name: str) -> str:
-    return name.strip().lower().replace("_", "").replace("-", "")
-
-
-_NORM_LAYERS: Registry[NormLayerType] = Registry("norm layer", normalize=_normalize_name)
-
-
-@overload
-def register_norm_layer(
-    name: str, layer: None = None, *, aliases: tuple[str, ...] = ()
-) -> Callable[[NormLayerType], NormLayerType]: ...
-
-
-@overload
-def register_norm_layer(name: str, layer: NormLayerType, *, aliases: tuple[str, ...] = ()) -> NormLayerType: ...
-
-
-def register_norm_layer(
-    name: str, layer: NormLayerType | None = None, *, aliases: tuple[str, ...] = ()
-) -> NormLayerType | Callable[[NormLayerType], NormLayerType]:
-    """Register a normalization layer under ``name`` (and ``aliases``) for :func:`get_norm_layer`.
-
-    Use it as a decorator (``@register_norm_layer("sn", aliases=("switchnorm",))``) or call it directly with the
-    layer. The layer must accept the channel count as its first positional argument. Registering a name twice
-    warns and the later registration wins.
-
-    Args:
-        name: Name to register; matched lowercase with ``_``/``-`` removed.
-        layer: The class or callable to register. If omitted, a decorator is returned.
-        aliases: Extra names resolving to the same layer.
-
-    Returns:
-        ``layer`` itself when given, else a decorator that registers and returns its argument.
-
-    Raises:
-        InvalidParameterError: If ``name`` is not a non-empty string or ``layer`` is not callable.
-
-    Example:
-        In the module that defines the layer::
-
-            @register_norm_layer("sn", aliases=("switchnorm", "switchnorm2d"))
-            class SwitchNorm2d(nn.Module): ...
-
-        after which ``create_norm_layer("switch_norm", 64)`` builds one.
-    """
-    if not isinstance(name, str) or not _normalize_name(name):
-        raise InvalidParameterError(f"register_norm_layer: name must be a non-empty string; got {name!r}")
-
-    def decorator(obj: NormLayerType) -> NormLayerType:
-        if not callable(obj):
-            raise InvalidParameterError(
-                f"register_norm_layer: layer must be a class or callable; got {type(obj).__name__}"
-            )
-        _NORM_LAYERS.add(name, obj, aliases=tuple(aliases))
-        return obj
-
-    if layer is None:
-        return decorator
-    return decorator(layer)
 
 
 def get_norm_layer(norm_layer: NormLayerLike) -> NormLayerType | None:
@@ -131,7 +81,7 @@ def get_norm_layer(norm_layer: NormLayerLike) -> NormLayerType | None:
     if norm_layer is None or (isinstance(norm_layer, str) and not norm_layer.strip()):
         return None
     if isinstance(norm_layer, str):
-        return _NORM_LAYERS.get(norm_layer)
+        return _NORM_LAYERS.get(norm_layer).layer
     if isinstance(norm_layer, functools.partial):
         return norm_layer
     if isinstance(norm_layer, type):
@@ -176,17 +126,36 @@ def create_norm_layer(norm_layer: NormLayerLike, num_features: int, **kwargs: An
     return layer(num_features, **kwargs)
 
 
-def list_norm_layers(pattern: str | None = None) -> list[str]:
-    """Sorted registered norm-layer names (aliases excluded), optionally filtered by an fnmatch ``pattern``.
-
-    Example:
-        >>> [n for n in list_norm_layers() if n in ("bn", "gn", "in", "ln")]
-        ['bn', 'gn', 'in', 'ln']
-    """
-    return _NORM_LAYERS.names(pattern)
-
-
-register_norm_layer("bn", nn.BatchNorm2d, aliases=("batchnorm", "batchnorm2d"))
-register_norm_layer("gn", GroupNorm, aliases=("groupnorm",))
-register_norm_layer("ln", LayerNorm2d, aliases=("layernorm", "layernorm2d"))
-register_norm_layer("in", InstanceNorm2d, aliases=("instancenorm", "instancenorm2d"))
+register_norm_layer(
+    "bn",
+    nn.BatchNorm2d,
+    aliases=("batchnorm", "batchnorm2d"),
+    description="BatchNorm (torch): per-channel batch statistics; running statistics in eval",
+    family="batch",
+    batch_dependent=True,
+    variants={1: nn.BatchNorm1d, 3: nn.BatchNorm3d},
+)
+register_norm_layer(
+    "gn",
+    GroupNorm,
+    aliases=("groupnorm",),
+    description="GroupNorm: per-sample statistics over channel groups (group count adapted to the channels)",
+    family="per-sample",
+    batch_dependent=False,
+)
+register_norm_layer(
+    "ln",
+    LayerNorm2d,
+    aliases=("layernorm", "layernorm2d"),
+    description="LayerNorm over (C, H, W) per sample (GroupNorm with one group)",
+    family="per-sample",
+    batch_dependent=False,
+)
+register_norm_layer(
+    "in",
+    InstanceNorm2d,
+    aliases=("instancenorm", "instancenorm2d"),
+    description="InstanceNorm: per-sample, per-channel statistics, with affine parameters",
+    family="per-sample",
+    batch_dependent=False,
+)

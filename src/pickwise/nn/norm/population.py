@@ -16,9 +16,10 @@ import torch
 from torch import Tensor, nn
 
 from ...exceptions import InvalidParameterError
+from .._validation import nonnegative_float, nonnegative_int, positive_int
 from ..functional.population import population_norm
 from ._base import LearnedNormBase
-from .factory import register_norm_layer
+from .registry import register_norm_layer
 
 __all__ = ["PopulationNorm2d", "gamma_decay_param_groups", "gamma_decay_penalty"]
 
@@ -72,8 +73,7 @@ class PopulationNorm2d(LearnedNormBase):
             raise InvalidParameterError(
                 "PopulationNorm2d: track_running_stats must be True (PN normalizes with running statistics); got False"
             )
-        if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
-            raise InvalidParameterError(f"PopulationNorm2d: warmup_steps must be an int >= 0; got {warmup_steps!r}")
+        warmup_steps = nonnegative_int(type(self).__name__, "warmup_steps", warmup_steps)
         super().__init__(
             num_features, eps, momentum, affine, track_running_stats, normalizers=None, device=device, dtype=dtype
         )
@@ -144,12 +144,9 @@ def gamma_decay_penalty(
     Returns:
         A 0-d tensor (zero if the model has no such layer).
     """
-    if isinstance(coeff, bool) or not isinstance(coeff, (int, float)) or coeff < 0:
-        raise InvalidParameterError(f"gamma_decay_penalty: coeff must be a float >= 0; got {coeff!r}")
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
-        raise InvalidParameterError(
-            f"gamma_decay_penalty: batch_size must be a positive int or None; got {batch_size!r}"
-        )
+    coeff = nonnegative_float("gamma_decay_penalty", "coeff", coeff)
+    if batch_size is not None:
+        batch_size = positive_int("gamma_decay_penalty", "batch_size", batch_size)
     zeta = coeff / batch_size if (scale_with_batch and batch_size is not None) else coeff
     layers = _gamma_layers(model, layer_types)
     if not layers:
@@ -179,4 +176,13 @@ def gamma_decay_param_groups(
     return groups
 
 
-register_norm_layer("pn", PopulationNorm2d, aliases=("populationnorm", "populationnorm2d"))
+register_norm_layer(
+    "pn",
+    PopulationNorm2d,
+    aliases=("populationnorm", "populationnorm2d"),
+    description="Population Normalization: running statistics in training too, BN warm-up (Luo et al., ICLR 2019)",
+    family="population",
+    batch_dependent=True,
+    convertible=True,
+    sync="syncpn",
+)

@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from ...exceptions import InvalidParameterError
-from ._learned import is_batch_norm
+from .._validation import one_of, positive_int
+from .registry import is_batch_norm
 
 __all__ = ["recalibrate_norm_stats"]
 
@@ -68,12 +69,8 @@ def recalibrate_norm_stats(
     Raises:
         InvalidParameterError: Bad estimator/num_batches, an empty loader, or a model without such layers.
     """
-    if estimator not in ("pooled", "mean_of_var"):
-        raise InvalidParameterError(
-            f"recalibrate_norm_stats: estimator must be 'pooled' or 'mean_of_var'; got {estimator!r}"
-        )
-    if num_batches < 1:
-        raise InvalidParameterError(f"recalibrate_norm_stats: num_batches must be >= 1; got {num_batches}")
+    one_of("recalibrate_norm_stats", "estimator", estimator, ("pooled", "mean_of_var"))
+    num_batches = positive_int("recalibrate_norm_stats", "num_batches", num_batches)
     layers = [m for m in model.modules() if _has_population_stats(m)]
     if not layers:
         raise InvalidParameterError("recalibrate_norm_stats: the model has no layer with running statistics")

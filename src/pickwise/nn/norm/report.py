@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._learned import is_learned_norm
+from .registry import is_learned_norm
 
 __all__ = ["learned_norm_layers", "norm_ratio_report", "summarize_ratios"]
 

@@ -19,8 +19,9 @@ import torch
 from torch import Tensor, nn
 
 from ...exceptions import InvalidParameterError
+from .._validation import nonnegative_float, one_of, positive_int
 from ..functional.switchable import sparsestmax
-from .factory import register_norm_layer
+from .registry import MIXTURE_LOGIT_NAMES, register_norm_layer
 from .switchable import SwitchNorm2d
 
 __all__ = [
@@ -30,8 +31,6 @@ __all__ = [
     "ssn_param_groups",
     "switch_parameters",
 ]
-
-_SWITCH_PARAM_NAMES = ("mean_weight", "var_weight", "ratio_weight")
 
 
 class SparseSwitchNorm2d(SwitchNorm2d):
@@ -120,11 +119,7 @@ class SparseSwitchNorm2d(SwitchNorm2d):
         if isinstance(radius, Tensor):
             self.radius.copy_(radius.detach().reshape(()))
             return
-        if isinstance(radius, bool) or not isinstance(radius, (int, float)) or radius < 0:
-            raise InvalidParameterError(
-                f"{type(self).__name__}.set_radius: radius must be a float >= 0; got {radius!r}"
-            )
-        self.radius.fill_(float(radius))
+        self.radius.fill_(nonnegative_float(f"{type(self).__name__}.set_radius", "radius", radius))
 
     def _selection(self, update: bool) -> Tensor:
         """``(2, K)`` ratios (row 0: means, row 1: variances); mean and variance selections in one batched call."""
@@ -155,10 +150,8 @@ class SparseSwitchNorm2d(SwitchNorm2d):
         one-hot (a BN logit 1 or more above the rest is exactly one-hot, and freezes on the first training step).
         The radius is reset to 0 and the frozen selections cleared.
         """
-        if init not in ("bn", "uniform"):
-            raise InvalidParameterError(
-                f"{type(self).__name__}.init_mixture: init must be 'bn' or 'uniform'; got {init!r}"
-            )
+        one_of(f"{type(self).__name__}.init_mixture", "init", init, ("bn", "uniform"))
+        bn_logit_gap = nonnegative_float(f"{type(self).__name__}.init_mixture", "bn_logit_gap", bn_logit_gap)
         k = len(self.normalizers)
         with torch.no_grad():
             self.mean_fixed.fill_(False)
@@ -240,11 +233,10 @@ class SparsestmaxRadiusScheduler:
     """
 
     def __init__(self, model: nn.Module, total_steps: int, max_radius: float = 1.0, start_radius: float = 0.0) -> None:
-        if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
-            raise InvalidParameterError(
-                f"SparsestmaxRadiusScheduler: total_steps must be a positive int; got {total_steps!r}"
-            )
-        if not 0 <= start_radius <= max_radius:
+        total_steps = positive_int("SparsestmaxRadiusScheduler", "total_steps", total_steps)
+        start_radius = nonnegative_float("SparsestmaxRadiusScheduler", "start_radius", start_radius)
+        max_radius = nonnegative_float("SparsestmaxRadiusScheduler", "max_radius", max_radius)
+        if not start_radius <= max_radius:
             raise InvalidParameterError(
                 "SparsestmaxRadiusScheduler: need 0 <= start_radius <= max_radius; "
                 f"got start_radius={start_radius!r}, max_radius={max_radius!r}"
@@ -291,7 +283,7 @@ class SparsestmaxRadiusScheduler:
 
 
 def _is_switch_param(module: nn.Module, name: str) -> bool:
-    return name in _SWITCH_PARAM_NAMES and hasattr(module, "normalizers")
+    return name in MIXTURE_LOGIT_NAMES and hasattr(module, "normalizers")
 
 
 def switch_parameters(model: nn.Module) -> Iterator[nn.Parameter]:
@@ -343,4 +335,14 @@ def clip_switch_grad_norm_(model_or_params: nn.Module | Iterable[Tensor], max_no
     return torch.nn.utils.clip_grad_norm_(params, max_norm)
 
 
-register_norm_layer("ssn", SparseSwitchNorm2d, aliases=("sparseswitchnorm", "sparseswitchnorm2d"))
+register_norm_layer(
+    "ssn",
+    SparseSwitchNorm2d,
+    aliases=("sparseswitchnorm", "sparseswitchnorm2d"),
+    description="Sparse Switchable Normalization: SN with sparsestmax ratios that end one-hot (Shao et al., CVPR 2019)",
+    family="mixture",
+    batch_dependent=True,
+    learned_mixture=True,
+    convertible=True,
+    sync="syncssn",
+)

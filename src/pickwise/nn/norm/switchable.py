@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from ..functional.switchable import switch_norm_from_ratios
 from ._base import LearnedNormBase
-from .factory import register_norm_layer
+from .registry import register_norm_layer
 
 __all__ = ["SwitchNorm1d", "SwitchNorm2d", "SwitchNorm3d"]
 
@@ -239,4 +239,15 @@ SwitchNorm1d.__doc__ = _SN_DOC.format(
     example="2, 8, 5",
 )
 
-register_norm_layer("sn", SwitchNorm2d, aliases=("switchnorm", "switchnorm2d", "switchablenorm"))
+register_norm_layer(
+    "sn",
+    SwitchNorm2d,
+    aliases=("switchnorm", "switchnorm2d", "switchablenorm"),
+    description="Switchable Normalization: learned softmax mix of IN/LN/BN statistics (Luo et al., ICLR 2019)",
+    family="mixture",
+    batch_dependent=True,
+    learned_mixture=True,
+    convertible=True,
+    sync="syncsn",
+    variants={1: SwitchNorm1d, 3: SwitchNorm3d},
+)

@@ -22,15 +22,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from ...exceptions import InvalidParameterError
+from .._validation import positive_int
 
 __all__ = ["GroupNorm", "InstanceNorm2d", "LayerNorm2d", "effective_num_groups"]
 
 
 def _check_num_features(where: str, num_features: Any) -> int:
-    if isinstance(num_features, bool) or not isinstance(num_features, int) or num_features < 1:
-        raise InvalidParameterError(f"{where}: num_features must be a positive int; got {num_features!r}")
-    return num_features
+    return positive_int(where, "num_features", num_features)
 
 
 def effective_num_groups(num_features: int, num_groups: int = 32) -> int:
@@ -56,8 +54,7 @@ def effective_num_groups(num_features: int, num_groups: int = 32) -> int:
         (32, 8, 24, 1)
     """
     num_features = _check_num_features("effective_num_groups", num_features)
-    if isinstance(num_groups, bool) or not isinstance(num_groups, int) or num_groups < 1:
-        raise InvalidParameterError(f"effective_num_groups: num_groups must be a positive int; got {num_groups!r}")
+    num_groups = positive_int("effective_num_groups", "num_groups", num_groups)
     cap = max(1, min(num_groups, num_features // 2))
     return next(g for g in range(cap, 0, -1) if num_features % g == 0)
 
