@@ -70,9 +70,11 @@ test: $(VENV)/.stamp-dev fashion-mnist
 bench: $(VENV)/.stamp-dev
 	$(BIN)/python benchmarks/run.py
 
+# ruff (style, imports, docstrings) and mypy (types; config in pyproject.toml [tool.mypy]) over the library
 lint: $(VENV)/.stamp-dev
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/mypy src
 
 format: $(VENV)/.stamp-dev
 	$(BIN)/ruff format src tests benchmarks

@@ -22,59 +22,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import _paths  # noqa: F401  (puts tests/ on sys.path for the shared reference ports)
 import torch
 from torch import nn
 
+from _helpers.official_sn import OfficialStyleSwitchNorm2d
 from pickwise.nn import ExemplarNorm2d, PopulationNorm2d, SparseSwitchNorm2d, SwitchNorm2d
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 SHAPES = [(8, 64, 56, 56), (32, 256, 14, 14), (2, 64, 112, 112)]
-
-
-class OfficialStyleSwitchNorm2d(nn.Module):
-    """A faithful port of the official ``SwitchNorm2d.forward`` (normalization.md §2.2), for timing only.
-
-    Many separate ops, unbiased IN variances, E[x²]−E[x]² pooling, (1, C, 1, 1) parameters, SN momentum convention.
-    """
-
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.9) -> None:
-        super().__init__()
-        self.eps = eps
-        self.momentum = momentum
-        self.weight = nn.Parameter(torch.ones(1, num_features, 1, 1))
-        self.bias = nn.Parameter(torch.zeros(1, num_features, 1, 1))
-        self.mean_weight = nn.Parameter(torch.ones(3))
-        self.var_weight = nn.Parameter(torch.ones(3))
-        self.register_buffer("running_mean", torch.zeros(1, num_features, 1))
-        self.register_buffer("running_var", torch.zeros(1, num_features, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, c, h, w = x.size()
-        x = x.view(n, c, -1)
-        mean_in = x.mean(-1, keepdim=True)
-        var_in = x.var(-1, keepdim=True)
-        mean_ln = mean_in.mean(1, keepdim=True)
-        temp = var_in + mean_in**2
-        var_ln = temp.mean(1, keepdim=True) - mean_ln**2
-        if self.training:
-            mean_bn = mean_in.mean(0, keepdim=True)
-            var_bn = temp.mean(0, keepdim=True) - mean_bn**2
-            self.running_mean.mul_(self.momentum)
-            self.running_mean.add_((1 - self.momentum) * mean_bn.data)
-            self.running_var.mul_(self.momentum)
-            self.running_var.add_((1 - self.momentum) * var_bn.data)
-        else:
-            mean_bn = self.running_mean
-            var_bn = self.running_var
-        softmax = nn.Softmax(0)
-        mean_weight = softmax(self.mean_weight)
-        var_weight = softmax(self.var_weight)
-        mean = mean_weight[0] * mean_in + mean_weight[1] * mean_ln + mean_weight[2] * mean_bn
-        var = var_weight[0] * var_in + var_weight[1] * var_ln + var_weight[2] * var_bn
-        x = (x - mean) / (var + self.eps).sqrt()
-        x = x.view(n, c, h, w)
-        return x * self.weight + self.bias
 
 
 LAYERS: dict[str, Callable[[int], nn.Module]] = {

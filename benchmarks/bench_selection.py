@@ -6,7 +6,8 @@ Compares, on the same synthetic F-labels (C classes, each class embedded by K en
 * ``emms_sample``: pickwise EMMS from the per-sample tensor (N, L, K);
 * ``logme_vec``: pickwise LogME on the per-sample F-labels (L*K regression columns, vectorized);
 * ``logme_released``: a faithful port of thuml/LogME's fixed-point code (one SVD of F^T F, then a Python loop over
-  the L*K label columns with at most 11 fixed-point iterations each), written below;
+  the L*K label columns with at most 11 fixed-point iterations each), shared with the tests
+  (``tests/_helpers/logme_port.py``);
 * ``floor``: the two matrix products X^T X and X^T Y (per-sample Y) in float64.
 
 Our metrics: one warm-up call (first-touch page faults and LAPACK workspace set-up cost up to several seconds at
@@ -20,7 +21,7 @@ measured in the same run. Threads are pinned (default 1) before numpy/torch are 
 Usage: ``python benchmarks/bench_selection.py [--quick] [--threads T]``. Writes ``benchmarks/results/selection.json``
 and ``benchmarks/results/selection.md``.
 """
-# ruff: noqa: B023, N806  (lambdas are called inside the loop; the LogME port keeps upstream names)
+# ruff: noqa: B023  (lambdas are called inside the loop)
 
 from __future__ import annotations
 
@@ -33,70 +34,14 @@ import time
 import tracemalloc
 from pathlib import Path
 
+import _paths  # noqa: F401  (puts tests/ on sys.path for the shared reference ports)
+
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _pin_threads(n: int) -> None:
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(n)
-
-
-def released_logme(f, y):
-    """thuml/LogME LogME(regression=True).fit(f, y) with the default fixed-point solver (numba removed)."""
-    import numpy as np
-
-    f = f.astype(np.float64)
-    y = y.astype(np.float64)
-    N, D = f.shape
-    if N > D:
-        _u, s, vh = np.linalg.svd(f.transpose() @ f)
-        s = np.sqrt(s)
-        u_times_sigma = f @ vh.transpose()
-        k = np.sum((s > 1e-10) * 1)
-        s = s.reshape(-1, 1)[:k]
-        vh = vh[:k]
-        u = u_times_sigma[:, :k] / s.reshape(1, -1)
-    else:
-        u, s, vh = np.linalg.svd(f, full_matrices=False)
-    s = s.reshape(-1, 1)
-    sigma = s**2
-    evidences = []
-    for i in range(y.shape[1]):
-        y_ = y[:, i].reshape(-1, 1)
-        x = u.T @ y_
-        x2 = x**2
-        res_x2 = (y_**2).sum() - x2.sum()
-        alpha, beta = 1.0, 1.0
-        for _ in range(11):
-            t = alpha / beta
-            gamma = (sigma / (sigma + t)).sum()
-            m2 = (sigma * x2 / ((t + sigma) ** 2)).sum()
-            res2 = (x2 / ((1 + sigma / t) ** 2)).sum() + res_x2
-            alpha = gamma / (m2 + 1e-5)
-            beta = (N - gamma) / (res2 + 1e-5)
-            t_ = alpha / beta
-            evidence = (
-                D / 2.0 * np.log(alpha)
-                + N / 2.0 * np.log(beta)
-                - 0.5 * np.sum(np.log(alpha + beta * sigma))
-                - beta / 2.0 * res2
-                - alpha / 2.0 * m2
-                - N / 2.0 * np.log(2 * np.pi)
-            ) / N
-            if abs(t_ - t) / t <= 1e-3:
-                break
-        evidence = (
-            D / 2.0 * np.log(alpha)
-            + N / 2.0 * np.log(beta)
-            - 0.5 * np.sum(np.log(alpha + beta * sigma))
-            - beta / 2.0 * res2
-            - alpha / 2.0 * m2
-            - N / 2.0 * np.log(2 * np.pi)
-        ) / N
-        m = 1.0 / (t + sigma) * s * x
-        m = (vh.T @ m).reshape(-1)
-        evidences.append(evidence)
-    return float(np.mean(evidences))
 
 
 def _time(fn, repeats: int, warmup: bool) -> tuple[float, list[float]]:
@@ -133,7 +78,11 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(args.threads)
+    from _helpers.logme_port import released_fixed_point
     from pickwise.selection import emms, logme
+
+    def released_logme(f: np.ndarray, y: np.ndarray) -> float:
+        return released_fixed_point(f, y, regression=True)[0]
 
     width = 384
     rows = []

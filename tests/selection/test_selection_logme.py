@@ -2,56 +2,10 @@ import numpy as np
 import pytest
 import torch
 
+from _helpers.logme_port import released_fixed_point
 from pickwise.exceptions import InvalidParameterError, NotFittedError, ShapeError
 from pickwise.selection import LogME, logme
 from pickwise.selection.logme import _fixed_point
-
-
-def released_fixed_point(f, y, regression=False):
-    """Port of thuml/LogME LogME._fit_fixed_point (numba removed), returns (mean evidence, evidences)."""
-    f = f.astype(np.float64)
-    N, D = f.shape
-    if N > D:
-        _u, s, vh = np.linalg.svd(f.T @ f)
-        s = np.sqrt(s)
-        u_times_sigma = f @ vh.T
-        k = np.sum((s > 1e-10) * 1)
-        s = s.reshape(-1, 1)[:k]
-        vh = vh[:k]
-        u = u_times_sigma[:, :k] / s.reshape(1, -1)
-    else:
-        u, s, vh = np.linalg.svd(f, full_matrices=False)
-    s = s.reshape(-1, 1)
-    sigma = s**2
-    evidences = []
-    num_dim = y.shape[1] if regression else int(y.max() + 1)
-    for i in range(num_dim):
-        y_ = y[:, i] if regression else (y == i).astype(np.float64)
-        y_ = y_.reshape(-1, 1)
-        x = u.T @ y_
-        x2 = x**2
-        res_x2 = (y_**2).sum() - x2.sum()
-        alpha, beta = 1.0, 1.0
-        for _ in range(11):
-            t = alpha / beta
-            gamma = (sigma / (sigma + t)).sum()
-            m2 = (sigma * x2 / ((t + sigma) ** 2)).sum()
-            res2 = (x2 / ((1 + sigma / t) ** 2)).sum() + res_x2
-            alpha = gamma / (m2 + 1e-5)
-            beta = (N - gamma) / (res2 + 1e-5)
-            t_ = alpha / beta
-            if abs(t_ - t) / t <= 1e-3:
-                break
-        evidence = (
-            D / 2.0 * np.log(alpha)
-            + N / 2.0 * np.log(beta)
-            - 0.5 * np.sum(np.log(alpha + beta * sigma))
-            - beta / 2.0 * res2
-            - alpha / 2.0 * m2
-            - N / 2.0 * np.log(2 * np.pi)
-        ) / N
-        evidences.append(evidence)
-    return np.mean(evidences), np.array(evidences)
 
 
 def icml_evidence(f, y_, max_iter=11, tol=0.01, eps_in_evidence=True):

@@ -39,7 +39,7 @@ def _datasets(args: argparse.Namespace) -> int:
     from ..data import get_dataset_info, list_datasets
     from ..exceptions import PickwiseUserError
 
-    rows = []
+    rows: list[list[Any]] = []
     for name in list_datasets():
         try:
             info = get_dataset_info(name)

@@ -159,7 +159,12 @@ def finetune_from_args(args: argparse.Namespace) -> Any:
 
 
 def selection_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    """Keyword arguments of :func:`~pickwise.selection.job.select_models` shared by ``select`` and ``transfer``."""
+    """Keyword arguments of :func:`~pickwise.selection.job.select_models` shared by ``select`` and ``transfer``.
+
+    The device is checked here so that its messages name the flag (``--device``) rather than the parameter.
+    """
+    from ..selection.job import check_device
+
     return {
         "zoo_root": args.zoo_root or args.zoo or None,
         "pretrained": args.pretrained,
@@ -172,7 +177,7 @@ def selection_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "stability_threshold": args.stability_threshold,
         "stability_top_k": args.stability_top_k,
         "batch_size": args.batch_size,
-        "device": args.device,
+        "device": check_device(args.device, name="--device"),
         "cache_dir": args.cache_dir,
         "seed": args.seed,
         "finetune": finetune_from_args(args),

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -147,7 +147,9 @@ def as_image_size(image_size: int | Sequence[int] | None) -> tuple[int, int] | N
     if image_size is None:
         return None
     is_int = isinstance(image_size, (int, np.integer)) and not isinstance(image_size, bool)
-    size = (image_size, image_size) if is_int else tuple(image_size) if isinstance(image_size, Sequence) else ()
+    size: tuple[Any, ...] = (
+        (image_size, image_size) if is_int else tuple(image_size) if isinstance(image_size, Sequence) else ()
+    )
     if len(size) != 2 or not all(isinstance(s, (int, np.integer)) and not isinstance(s, bool) and s > 0 for s in size):
         raise InvalidParameterError(
             f"image_size must be a positive int or a pair (H, W) of positive ints; got {image_size!r}."

@@ -144,7 +144,7 @@ def find_fashion_mnist(split: str = "train", root: str | os.PathLike[str] | None
             return found
     env = _env_dir() if root is None else None
     if root is not None:
-        where = f"{searched[0]} (--data-dir)"
+        where = f"{searched[0]} (root; CLI --data-dir)"
     elif env is not None:
         where = f"{env[1]} (${env[0]}, the only place searched while it is set; unset it to search the defaults)"
     else:
@@ -152,7 +152,7 @@ def find_fashion_mnist(split: str = "train", root: str | os.PathLike[str] | None
     raise DataNotFoundError(
         f"fashion-mnist: {split} IDX files not found in {where}; get them with `sudo apt-get install "
         "dataset-fashion-mnist`, or without root with `make fashion-mnist` in a pickwise checkout (apt-get download "
-        f"+ dpkg-deb -x into .venv), or pass --data-dir DIR (or set {ENV_DIR}=DIR) holding {_ALL_FILES} "
+        f"+ dpkg-deb -x into .venv), or pass root=DIR (CLI: --data-dir DIR; or set {ENV_DIR}=DIR) holding {_ALL_FILES} "
         "(gzipped or not)."
     )
 

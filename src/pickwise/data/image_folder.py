@@ -197,10 +197,10 @@ def _layout(root: Path, walker: _Walker) -> Layout:
     names = tuple(name for name, _ in classes)
     items = [(p, i) for i, (_, files) in enumerate(classes) for p in files]
     train_idx, test_idx = stratified_split(np.array([label for _, label in items], dtype=np.int64))
-    splits = tuple(
+    stratified = tuple(
         (split, tuple((*items[i], int(i)) for i in idx)) for split, idx in (("train", train_idx), ("test", test_idx))
     )
-    return names, splits, "stratified 80/20 split, seed 0"
+    return names, stratified, "stratified 80/20 split, seed 0"
 
 
 def _too_large(path: Path, width: int, height: int, max_pixels: int) -> DataFormatError:

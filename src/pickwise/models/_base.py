@@ -60,10 +60,11 @@ def init_weights(model: nn.Module, *, linear_std: float | None = None) -> None:
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
         elif _is_norm(m):
-            if getattr(m, "weight", None) is not None:
-                nn.init.ones_(m.weight)
-            if getattr(m, "bias", None) is not None:
-                nn.init.zeros_(m.bias)
+            weight, bias = getattr(m, "weight", None), getattr(m, "bias", None)
+            if weight is not None:
+                nn.init.ones_(weight)
+            if bias is not None:
+                nn.init.zeros_(bias)
         elif isinstance(m, nn.Linear) and linear_std is not None:
             nn.init.normal_(m.weight, 0.0, linear_std)
             if m.bias is not None:

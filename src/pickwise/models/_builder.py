@@ -13,7 +13,7 @@ import importlib.util
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 from torch import nn
@@ -21,6 +21,11 @@ from torch import nn
 from ..exceptions import CheckpointError, InvalidParameterError, WeightsIntegrityError
 from ..nn.norm import get_norm_layer
 from ._registry import PretrainedCfg, get_pretrained_cfg, list_models
+
+if TYPE_CHECKING:
+    from ._base import ClassifierModel
+
+ModelT = TypeVar("ModelT", bound="ClassifierModel")
 
 __all__ = [
     "adapt_input_conv",
@@ -33,13 +38,13 @@ __all__ = [
 
 
 def build_model_with_cfg(
-    model_cls: Callable[..., nn.Module],
+    model_cls: Callable[..., ModelT],
     variant: str,
     pretrained: bool = False,
     *,
     pretrained_cfg: PretrainedCfg | None = None,
     **kwargs: Any,
-) -> nn.Module:
+) -> ModelT:
     """Instantiate ``model_cls(**kwargs)``, attach its config and optionally load the pretrained weights.
 
     Args:

@@ -192,7 +192,7 @@ class MobileNetV2(ClassifierModel):
             raise InvalidParameterError(
                 f"MobileNetV2: already truncated to block {self.features_only_block}; build a new model instead"
             )
-        kept = list(self.features.children())[: block + 1]
+        kept: list[Any] = list(self.features.children())[: block + 1]
         self.features = nn.Sequential(*kept)
         self.num_features = int(kept[-1].out_channels)
         self.features_only_block = block
@@ -257,5 +257,5 @@ def mobilenet_v2(pretrained: bool = False, **kwargs: Any) -> MobileNetV2:
     block = kwargs.pop("features_only_block", None)
     model = build_model_with_cfg(MobileNetV2, "mobilenet_v2", pretrained, **kwargs)
     if block is not None:
-        model.truncate_to_block(block)  # type: ignore[operator]
-    return model  # type: ignore[return-value]
+        model.truncate_to_block(block)
+    return model

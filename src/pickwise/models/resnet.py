@@ -239,7 +239,7 @@ default_cfgs: dict[str, PretrainedCfg] = {
 
 
 def _create_resnet(variant: str, pretrained: bool, **kwargs: Any) -> ResNet:
-    return build_model_with_cfg(ResNet, variant, pretrained, **kwargs)  # type: ignore[return-value]
+    return build_model_with_cfg(ResNet, variant, pretrained, **kwargs)
 
 
 @register_model

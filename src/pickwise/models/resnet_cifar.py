@@ -154,7 +154,7 @@ default_cfgs: dict[str, PretrainedCfg] = {
 
 
 def _create(variant: str, depth: int, pretrained: bool, **kwargs: Any) -> CifarResNet:
-    return build_model_with_cfg(CifarResNet, variant, pretrained, depth=depth, **kwargs)  # type: ignore[return-value]
+    return build_model_with_cfg(CifarResNet, variant, pretrained, depth=depth, **kwargs)
 
 
 @register_model

@@ -28,6 +28,7 @@ from ..exceptions import InvalidParameterError
 from ..nn.conv.dgconv import DGConv2d
 from ..nn.norm import NormLayerType
 from ._base import (
+    ClassifierModel,
     FcHeadModel,
     check_int,
     init_weights,
@@ -125,7 +126,7 @@ class _ResNeXtLayerMixin:
         downsample = None
         if stride != 1 or self.inplanes != out_planes:
             downsample = nn.Sequential(conv1x1(self.inplanes, out_planes, stride), norm(out_planes))
-        kw = {"cardinality": self._cardinality, "learn_groups": self._learn_groups}
+        kw: dict[str, Any] = {"cardinality": self._cardinality, "learn_groups": self._learn_groups}
         layers: list[nn.Module] = [ResNeXtBottleneck(self.inplanes, width, out_planes, stride, downsample, norm, **kw)]
         self.inplanes = out_planes
         layers += [ResNeXtBottleneck(out_planes, width, out_planes, 1, None, norm, **kw) for _ in range(1, blocks)]
@@ -180,9 +181,7 @@ class ResNeXt(_ResNeXtLayerMixin, ResNet):
                 if isinstance(m, ResNeXtBottleneck):
                     m.zero_init_last()
 
-    def _make_layer(  # type: ignore[override]
-        self, block: Any, planes: int, blocks: int, stride: int, norm: NormLayerType
-    ) -> nn.Sequential:
+    def _make_layer(self, block: Any, planes: int, blocks: int, stride: int, norm: NormLayerType) -> nn.Sequential:
         width = int(planes * (self._base_width / 64.0)) * self._cardinality
         return self._blocks(width, planes * 4, blocks, stride, norm)
 
@@ -287,7 +286,7 @@ default_cfgs: dict[str, PretrainedCfg] = {
 }
 
 
-def _create(cls: type[nn.Module], variant: str, pretrained: bool, **kwargs: Any) -> Any:
+def _create(cls: type[ClassifierModel], variant: str, pretrained: bool, **kwargs: Any) -> Any:
     return build_model_with_cfg(cls, variant, pretrained, **kwargs)
 
 

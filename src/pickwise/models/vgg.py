@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..nn.norm import NormLayerType
+from ..nn.norm import NormLayerLike
 from ._base import FcHeadModel, check_int, init_weights, make_linear, resolve_norm_layer
 from ._builder import build_model_with_cfg
 from ._registry import PretrainedCfg, register_model
@@ -45,7 +45,7 @@ class CraftVGG16BN(FcHeadModel):
         self,
         num_classes: int = 0,
         in_chans: int = 3,
-        norm_layer: NormLayerType = "bn",
+        norm_layer: NormLayerLike = "bn",
         drop_rate: float = 0.0,
     ) -> None:
         super().__init__()
@@ -106,4 +106,4 @@ default_cfgs: dict[str, PretrainedCfg] = {
 @register_model
 def craft_vgg16_bn(pretrained: bool = False, **kwargs: Any) -> CraftVGG16BN:
     """CRAFT's VGG16-BN backbone (18.1 M parameters); ``pretrained=True`` loads the text-detection weights."""
-    return build_model_with_cfg(CraftVGG16BN, "craft_vgg16_bn", pretrained, **kwargs)  # type: ignore[return-value]
+    return build_model_with_cfg(CraftVGG16BN, "craft_vgg16_bn", pretrained, **kwargs)

@@ -179,7 +179,7 @@ def measure_tradeoff(
             with torch.no_grad():
                 z = model(images)
             rel = ((z - z0).norm(dim=1) / z0.norm(dim=1)).tolist()
-            learned = [m for m in model.modules() if hasattr(m, "ratios") and hasattr(m, "normalizers")]
+            learned: list[Any] = [m for m in model.modules() if hasattr(m, "ratios") and hasattr(m, "normalizers")]
             bn_weight = float(learned[0].ratios()["mean"][learned[0].normalizers.index("bn")]) if learned else 1.0
             one_hot = None
             if target == "ssn":
@@ -215,6 +215,11 @@ def measure_tradeoff(
 # ----------------------------------------------------------------------------------------------------- fine-tuning
 class _ToImageNet(nn.Module):
     """Dataset-normalized images -> [0, 1] -> 3 channels -> ImageNet normalization -> ``model``."""
+
+    data_mean: torch.Tensor
+    data_std: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
 
     def __init__(self, model: nn.Module, data_mean: Any, data_std: Any) -> None:
         super().__init__()
@@ -305,7 +310,7 @@ def finetune_run(
     if result_file.is_file():
         return json.loads(result_file.read_text())
     start = time.perf_counter()
-    model = create_model("mobilenet_v2", pretrained=True)
+    model: Any = create_model("mobilenet_v2", pretrained=True)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model.reset_classifier(int(train_set.info.num_classes))
@@ -314,7 +319,7 @@ def finetune_run(
     norm, _, variant = norm.partition(":")
     init = "uniform" if variant == "uniform" else "bn"
     if norm != "bn":
-        kwargs = {} if bn_logit_gap is None or init == "uniform" else {"bn_logit_gap": bn_logit_gap}
+        kwargs: dict[str, Any] = {} if bn_logit_gap is None or init == "uniform" else {"bn_logit_gap": bn_logit_gap}
         model = convert_norm_layers(model, norm, init=init, **kwargs)
     net = _ToImageNet(model, train_set.info.mean, train_set.info.std)
     overrides = [
@@ -441,8 +446,8 @@ def _plot(tradeoff: list[dict[str, Any]], summary: list[dict[str, Any]], out: Pa
         batches = sorted({r["batch_size"] for r in summary})
         width = 0.8 / len(norms)
         for i, norm in enumerate(norms):
-            rows = {r["batch_size"]: r for r in summary if r["norm"] == norm}
-            xs = [j + i * width for j, b in enumerate(batches) if b in rows]
+            by_batch = {r["batch_size"]: r for r in summary if r["norm"] == norm}
+            xs = [j + i * width for j, b in enumerate(batches) if b in by_batch]
             ax.bar(
                 xs,
                 [rows[b]["acc_mean"] for b in batches if b in rows],
@@ -503,7 +508,12 @@ def run(args: argparse.Namespace) -> int:
     if not args.skip_tradeoff and any(n in LEARNED for n in norms):
         cache = out / "tradeoff.json"
         targets = [n for n in norms if n in LEARNED]
-        key = {"gaps": list(gaps), "targets": targets, "size": 96 if args.quick else 224, "seeded_dropout": True}
+        key: dict[str, Any] = {
+            "gaps": list(gaps),
+            "targets": targets,
+            "size": 96 if args.quick else 224,
+            "seeded_dropout": True,
+        }
         if cache.is_file() and json.loads(cache.read_text()).get("key") == key:
             tradeoff = json.loads(cache.read_text())["rows"]
         else:

@@ -222,7 +222,7 @@ def _figure(rows: list[dict[str, Any]], cardinality: int) -> bytes:
     layers = list(learned[0]["groups"]) if learned else []
     fig, ax = plt.subplots(figsize=(max(6.0, 0.7 * len(layers) + 2), 3.6))
     width = 0.8 / max(1, len(learned))
-    top = 1
+    top: float = 1
     for i, r in enumerate(learned):
         xs = [j + (i - (len(learned) - 1) / 2) * width for j in range(len(layers))]
         logs = [math.log2(r["groups"][n]) for n in layers]

@@ -274,12 +274,12 @@ def _scores_for_target(
                 failures[m][cand] = reason
         seconds[m] = time.perf_counter() - t0
     folder.mkdir(parents=True, exist_ok=True)
-    np.savez(
-        folder / "features.npz",
-        labels=y,
+    arrays: dict[str, Any] = {
+        "labels": y,
         **{f"emb_{v}": e for v, e in variants.items()},
         **{f"x_{i}": reduced[c] for i, c in enumerate(candidates)},
-    )
+    }
+    np.savez(folder / "features.npz", **arrays)
     data = {
         "key": key,
         "target": target,
@@ -459,6 +459,11 @@ def _seed_bootstrap(
         seeds = rng.integers(0, n_seeds, size=n_seeds)
         taus.append(_tau(scores, dict(zip(names, acc_mat[:, seeds].mean(axis=1).tolist(), strict=True))))
     return taus
+
+
+def _round3(value: float | None) -> float | str:
+    """``value`` rounded to 3 decimals for a table, ``"n/a"`` for a missing one."""
+    return "n/a" if value is None else round(value, 3)
 
 
 def _interval(values: list[float] | np.ndarray) -> list[float | None]:
@@ -732,13 +737,13 @@ def run(args: argparse.Namespace) -> int:
             tau[m][t] = v if math.isfinite(v) else None
             finite = {c: x for c, x in sc.items() if x is not None}
             best = max(mean_acc[t].values())
-            top1[m][t] = int(bool(finite) and mean_acc[t][max(finite, key=finite.get)] >= best - 1e-12)
+            top1[m][t] = int(bool(finite) and mean_acc[t][max(finite, key=finite.__getitem__)] >= best - 1e-12)
             reps = (
                 boot[t][m] if m in BOOTSTRAP_METRICS else _seed_bootstrap(sc, acc_by_seed[t], args.bootstrap, args.seed)
             )
             seed_boot[m][t] = reps
             tau_ci[m][t] = _interval(reps)
-        vals = [tau[m][t] for t in targets if tau[m][t] is not None]
+        vals = [x for t in targets if (x := tau[m][t]) is not None]
         mean_tau[m] = float(np.mean(vals)) if len(vals) == len(targets) else None
         rep_mean = np.nanmean(np.array([seed_boot[m][t] for t in targets], dtype=np.float64), axis=0)
         tau_ci[m]["mean"] = _interval(rep_mean)
@@ -764,11 +769,13 @@ def run(args: argparse.Namespace) -> int:
     ceiling = {t: seed_ceiling(acc_by_seed[t]) for t in targets}
     ceiling_mean = float(np.mean([ceiling[t]["mean"] for t in targets]))
     ablation: dict[str, Any] = {}
-    for v in EMMS_VARIANTS:
-        ablation[v] = {"mean_weighted_tau": mean_tau[v], "interval": tau_ci[v]["mean"]}
-        if v != "emms":
-            p = paired("emms", v)
-            ablation[v].update(real_minus=p["mean"], real_minus_interval=p["interval"], per_target=p["per_target"])
+    for variant in EMMS_VARIANTS:
+        ablation[variant] = {"mean_weighted_tau": mean_tau[variant], "interval": tau_ci[variant]["mean"]}
+        if variant != "emms":
+            p = paired("emms", variant)
+            ablation[variant].update(
+                real_minus=p["mean"], real_minus_interval=p["interval"], per_target=p["per_target"]
+            )
     result: dict[str, Any] = {
         "candidates": [f"zoo:{n}" for n in names],
         "candidate_records": {
@@ -834,8 +841,8 @@ def run(args: argparse.Namespace) -> int:
     rows = [
         [
             m,
-            *[("n/a" if tau[m][t] is None else round(tau[m][t], 3)) for t in targets],
-            "n/a" if mean_tau[m] is None else round(mean_tau[m], 3),
+            *[_round3(tau[m][t]) for t in targets],
+            _round3(mean_tau[m]),
         ]
         for m in all_metrics
     ]

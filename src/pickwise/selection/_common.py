@@ -180,7 +180,8 @@ def simplex_qp(m: np.ndarray, *, max_enumerate: int = 10, max_iter: int = 20000,
     w = np.where(w > w[-1] * k * 1e-14, w, 0.0)  # clip round-off: M is PSD in exact arithmetic
     m = (v * w) @ v.T
     if k <= max_enumerate:
-        best_t, best_v = None, np.inf
+        best_t: np.ndarray | None = None
+        best_v: float = np.inf
         for size in range(1, k + 1):
             for support in itertools.combinations(range(k), size):
                 idx = list(support)
@@ -195,9 +196,9 @@ def simplex_qp(m: np.ndarray, *, max_enumerate: int = 10, max_iter: int = 20000,
                 t = np.zeros(k)
                 t[idx] = np.maximum(ts, 0.0)
                 t /= t.sum()
-                v = float(t @ m @ t)
-                if best_t is None or v < best_v - 1e-15 * max(1.0, abs(best_v)):
-                    best_t, best_v = t, v
+                value = float(t @ m @ t)
+                if best_t is None or value < best_v - 1e-15 * max(1.0, abs(best_v)):
+                    best_t, best_v = t, value
         if best_t is not None:
             return best_t
     # accelerated projected gradient

@@ -228,7 +228,7 @@ def preprocess_spec(candidate: Candidate, dataset: Any, *, image_size: int | Non
     Normalization: the weights' mean/std for pretrained candidates, else the dataset's.
     """
     model = candidate.model
-    cfg = getattr(model, "pretrained_cfg", None)
+    cfg: Any = getattr(model, "pretrained_cfg", None)
     use_cfg = candidate.pretrained and cfg is not None and getattr(cfg, "mean", None) is not None
     mean = list(cfg.mean) if use_cfg else list(dataset.info.mean)
     std = list(cfg.std) if use_cfg else list(dataset.info.std)
@@ -291,6 +291,9 @@ class CandidateInput(nn.Module):
         data_mean: The dataset's per-channel mean (``dataset.info.mean``).
         data_std: The dataset's per-channel std.
     """
+
+    data_mean: torch.Tensor
+    data_std: torch.Tensor
 
     def __init__(self, model: nn.Module, spec: dict[str, Any], data_mean: Any, data_std: Any) -> None:
         super().__init__()

@@ -94,7 +94,7 @@ def finetune(
             f"finetune: convert_norm must be one of {CONVERT_NORMS} or None; got {convert_norm!r}."
         )
     start = time.perf_counter()
-    net = copy.deepcopy(model).cpu()
+    net: Any = copy.deepcopy(model).cpu()  # has reset_classifier (checked above)
     with torch.random.fork_rng(devices=[]):  # the new head is seeded without touching the caller's RNG state
         torch.manual_seed(seed)
         net.reset_classifier(int(train_set.info.num_classes))
@@ -108,7 +108,7 @@ def finetune(
     if preprocess is not None:
         net = CandidateInput(net, preprocess, train_set.info.mean, train_set.info.std)
     tmp = tempfile.TemporaryDirectory(prefix="pickwise-finetune-") if run_dir is None else None
-    folder = Path(tmp.name if tmp is not None else run_dir)
+    folder = Path(tmp.name) if tmp is not None else Path(run_dir or ".")
     if tmp is None:
         shutil.rmtree(folder / "checkpoints", ignore_errors=True)  # always a fresh run, never a stale resume
     try:

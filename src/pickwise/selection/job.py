@@ -373,8 +373,16 @@ def _check_optional_int(value: Any, name: str, *, minimum: int, hint: str = "") 
         _check_int(value, name, minimum=minimum, hint=hint)
 
 
-def check_device(device: str) -> str:
+def check_device(device: str, *, name: str = "device") -> str:
     """Validate a torch device string for model selection (``cpu``, ``cuda``, ``cuda:N``, ``mps``).
+
+    Args:
+        device: The device string.
+        name: How the messages name the setting: the parameter (``"device"``, the default) or, from the CLI, its
+            flag (``"--device"``).
+
+    Returns:
+        ``device`` unchanged.
 
     Raises:
         InvalidParameterError: An unknown device, or a CUDA device on a build/machine without CUDA.
@@ -386,17 +394,20 @@ def check_device(device: str) -> str:
     try:
         dev = torch.device(device)
     except (RuntimeError, ValueError):
-        raise InvalidParameterError(f"select: --device must be cpu, cuda, cuda:N or mps; got {device!r}.") from None
+        raise InvalidParameterError(f"select: {name} must be cpu, cuda, cuda:N or mps; got {device!r}.") from None
+    flag = name.startswith("--")
+    given = f"{name} {device}" if flag else f"{name}={device!r}"
+    use_cpu = f"{name} cpu" if flag else f"{name}='cpu'"
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             build = "this PyTorch build has no CUDA" if torch.version.cuda is None else "no CUDA device is visible"
-            raise InvalidParameterError(f"select: --device {device} but {build}; use --device cpu.")
+            raise InvalidParameterError(f"select: {given} but {build}; use {use_cpu}.")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise InvalidParameterError(
-                f"select: --device {device} but only {torch.cuda.device_count()} CUDA device(s) are visible."
+                f"select: {given} but only {torch.cuda.device_count()} CUDA device(s) are visible."
             )
     elif dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise InvalidParameterError(f"select: --device {device} but MPS is not available; use --device cpu.")
+        raise InvalidParameterError(f"select: {given} but MPS is not available; use {use_cpu}.")
     return device
 
 
@@ -446,7 +457,9 @@ def _validate(
     _check_optional_int(finetune.max_steps, "finetune max_steps (--finetune-steps)", minimum=1)
     _check_int(finetune.batch_size, "finetune batch_size (--finetune-batch-size)", minimum=1)
     if not (isinstance(finetune.lr, (int, float)) and math.isfinite(finetune.lr) and finetune.lr > 0):
-        raise InvalidParameterError(f"select: --finetune-lr must be a positive number; got {finetune.lr!r}.")
+        raise InvalidParameterError(
+            f"select: finetune lr (--finetune-lr) must be a positive number; got {finetune.lr!r}."
+        )
     _check_int(stability_resamples, "stability_resamples (--stability-resamples)", minimum=0)
     _check_optional_int(stability_top_k, "stability_top_k (--stability-top-k)", minimum=0)
     if not (isinstance(stability_threshold, (int, float)) and 0 <= stability_threshold <= 1):
@@ -635,7 +648,12 @@ def select_models(
     feats: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     preprocessing: dict[str, dict[str, Any]] = {}
     feature_seconds: dict[str, float] = {}
-    feature_kw = {"batch_size": batch_size, "device": device, "image_size": image_size, "progress": progress}
+    feature_kw: dict[str, Any] = {
+        "batch_size": batch_size,
+        "device": device,
+        "image_size": image_size,
+        "progress": progress,
+    }
     for model in specs:
         t0 = time.perf_counter()
         preprocessing[model] = preprocess_spec(candidates[model], dataset, image_size=image_size)
@@ -668,8 +686,8 @@ def select_models(
             if model not in scores[m]:
                 scores[m][model] = None  # type: ignore[assignment]
                 metric_failures.setdefault(m, {})[model] = failed[model]
-    for m, bad in metric_failures.items():
-        for model in bad:
+    for m, reasons in metric_failures.items():
+        for model in reasons:
             scores[m][model] = None  # type: ignore[assignment]  # never NaN: missing, with its reason
     first, tb_spec = get_metric(metric_list[0]), get_metric(tie_metric)
     ranking = rank_scores(

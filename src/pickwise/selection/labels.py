@@ -172,8 +172,8 @@ def _load_hf(model: str, tokenizer_cls: Any, model_cls: Any) -> tuple[Any, Any]:
             hint = " while offline (HF_HUB_OFFLINE=1)" if offline else ""
             raise DataNotFoundError(
                 f"label encoder hf:{model}: not found in the local Hugging Face cache{hint} and not a folder; "
-                "download it once with network access, pass a local folder (hf:/path/to/model), or use "
-                "--encoder minilm / hashing."
+                "download it once with network access, pass a local folder (hf:/path/to/model), or use the "
+                "minilm or hashing encoder (CLI: --encoder minilm / hashing)."
             ) from None
         raise DataFormatError(f"label encoder hf:{model}: cannot load the folder ({_first_line(err)}).") from None
     except (pickle.UnpicklingError, ValueError, RuntimeError, KeyError, TypeError) as err:
@@ -364,7 +364,8 @@ class LabelEmbedder:
                 cache[self._key(enc, t)] = v
             self.cache_dir.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp.npz")
-            np.savez(tmp, **cache)
+            arrays: dict[str, Any] = cache
+            np.savez(tmp, **arrays)
             os.replace(tmp, path)
         return np.stack([cache[k] for k in keys]) if keys else np.zeros((0, enc.dim), np.float32)
 

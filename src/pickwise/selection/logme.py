@@ -74,6 +74,7 @@ def _fixed_point(
 ) -> _LogMEResult:
     """MacKay fixed point on (alpha, beta) after one eigendecomposition, all columns of ``y`` at once."""
     n, d = f.shape
+    v: np.ndarray | None
     if n > d:
         w, v = eigh(f.T @ f)
         keep = w > max(w[-1], 0.0) * d * np.finfo(np.float64).eps * 10
@@ -121,7 +122,7 @@ def _fixed_point(
         - alpha / 2.0 * m2
         - n / 2.0 * np.log(2 * np.pi)
     ) / n
-    post = (v @ (s[:, None] / (t_used[None, :] + sigma) * x)).T if weights else np.empty((n_cols, 0))
+    post = (v @ (s[:, None] / (t_used[None, :] + sigma) * x)).T if weights and v is not None else np.empty((n_cols, 0))
     return _LogMEResult(evidence, alpha, beta, post, None)
 
 

@@ -58,10 +58,11 @@ def candidate_list(
         if not built:
             raise DataNotFoundError(f"select: no zoo entries built in {root}; run `pickwise zoo build --root {root}`")
         specs += [b for b in built if b not in specs]
-    seen: set[str] = set()
-    specs = [s for s in specs if not (s in seen or seen.add(s))]
+    specs = list(dict.fromkeys(specs))  # drop repeats, keep the first place
     if not specs:
-        raise InvalidParameterError("select: name at least one candidate with --models or --zoo.")
+        raise InvalidParameterError(
+            "select: name at least one candidate in models, or set zoo=True (CLI: --models or --zoo)."
+        )
     return specs
 
 
@@ -72,7 +73,7 @@ def metric_names(metrics: str | Sequence[str]) -> list[str]:
     items = [m.strip() for m in metrics.split(",")] if isinstance(metrics, str) else list(metrics)
     names = [get_metric(m).name for m in items if m]
     if not names:
-        raise InvalidParameterError("select: --metrics must name at least one metric.")
+        raise InvalidParameterError("select: metrics (--metrics) must name at least one metric.")
     for name in names:
         if get_metric(name).input not in ("features", "label_embeddings"):
             raise InvalidParameterError(

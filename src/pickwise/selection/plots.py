@@ -40,9 +40,9 @@ def plot_scores_vs_accuracy(
     fig, axes = plt.subplots(1, len(metrics), figsize=(4 * len(metrics), 3.5), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         pts = [
-            (m, s, accuracy.get(m))
+            (m, s, a)
             for m, s in scores[metric].items()
-            if s is not None and math.isfinite(s) and accuracy.get(m) is not None and math.isfinite(accuracy[m])
+            if s is not None and math.isfinite(s) and (a := accuracy.get(m)) is not None and math.isfinite(a)
         ]
         ax.scatter([p[1] for p in pts], [p[2] for p in pts])
         for m, x, y in pts:

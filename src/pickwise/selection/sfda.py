@@ -20,10 +20,10 @@ __all__ = ["sfda"]
 
 def _largest_eig(a: np.ndarray, rng: np.random.Generator, iterations: int = 3) -> float:
     """Three power iterations, as SFDA's ``iterative_A`` (Rayleigh quotient of the last iterate)."""
-    v = rng.random(a.shape[0])
+    v = rng.random((a.shape[0],))
     for _ in range(iterations):
         v = a @ v
-        v /= max(np.linalg.norm(v), 1e-300)
+        v /= max(float(np.linalg.norm(v)), 1e-300)
     return float(v @ a @ v)
 
 

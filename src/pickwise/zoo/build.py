@@ -59,6 +59,7 @@ def default_zoo_dir() -> Path:
 def _train_images(entry: ZooEntry) -> int:
     from ..data import get_dataset_info
 
+    assert entry.data is not None, f"zoo entry {entry.name} has no training dataset"
     total = get_dataset_info(entry.data).num_train
     return min(entry.train_subset or total, total)
 
@@ -134,6 +135,7 @@ def _train_entry(
     from ..engine.config import resolve_config
     from ..engine.run import run_classification
 
+    assert entry.data is not None, f"zoo entry {entry.name} has no training dataset"
     info = get_dataset_info(entry.data)
     test_images = min(SOURCE_TEST_IMAGES, info.num_test)
     images = _train_images(entry)
@@ -209,7 +211,7 @@ def _static_entry(entry: ZooEntry) -> tuple[torch.nn.Module, dict[str, Any]]:
 
     seed_everything(entry.seed)
     if entry.pretrained:
-        model = create_model(entry.model, pretrained=True, norm_layer=entry.norm, **entry.kwargs)
+        model: Any = create_model(entry.model, pretrained=True, norm_layer=entry.norm, **entry.kwargs)
         return model, {"source_test_acc": None, "num_classes": int(model.num_classes), "in_chans": 3}
     model = create_model(entry.model, num_classes=10, in_chans=1, norm_layer=entry.norm, **entry.kwargs)
     return model, {"source_test_acc": None, "num_classes": 10, "in_chans": 1}
@@ -274,6 +276,7 @@ def build_zoo(
         prefix = f"{position}/{len(todo)} {entry.name}"
         start = time.perf_counter()
         attempts: list[dict[str, Any]] = []
+        model: Any  # a pickwise classifier (num_features, state_dict)
         try:
             if entry.pretrained or entry.untrained or not entry.data:
                 if progress:
