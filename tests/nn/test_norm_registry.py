@@ -184,6 +184,10 @@ class TestWhichModulesConvert:
             convert_norm_layers(nn.Sequential(nn.BatchNorm2d(4)), "gn")
         with pytest.raises(InvalidParameterError, match="norm must be one of en, pn, sn, ssn; got 3"):
             convert_norm_layers(nn.Sequential(nn.BatchNorm2d(4)), 3)
+        with pytest.raises(
+            InvalidParameterError, match=r"^finetune: convert_norm must be one of en, pn, sn, ssn; got 'sx' "
+        ):
+            conversion_target("sx", where="finetune", name="convert_norm")
 
     def test_missing_dims_variant_names_the_alternatives(self):
         model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Sequence
-from typing import Any, TypeVar, overload
+from typing import Any, Literal, TypeVar, overload
 
 from .._registry import close_matches_hint
 from ..exceptions import InvalidParameterError
@@ -49,7 +49,7 @@ def is_int(value: Any, *, minimum: int | None = None) -> bool:
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         return False
-    return minimum is None or value >= minimum
+    return minimum is None or int(value) >= minimum
 
 
 def check_int(where: str, name: str, value: Any, *, minimum: int = 1, odd: bool = False) -> int:
@@ -77,7 +77,7 @@ def check_int(where: str, name: str, value: Any, *, minimum: int = 1, odd: bool 
         expected = "a positive odd int" if odd else "a positive int"
     else:
         expected = f"an odd int >= {minimum}" if odd else f"an int >= {minimum}"
-    if not is_int(value, minimum=minimum) or (odd and value % 2 == 0):
+    if not is_int(value, minimum=minimum) or (odd and int(value) % 2 == 0):
         raise _fail(where, name, expected, value)
     return int(value)
 
@@ -101,7 +101,7 @@ def check_float(
     low: float | None = ...,
     high: float | None = ...,
     low_open: bool = ...,
-    allow_none: bool = False,
+    allow_none: Literal[False] = False,
     expected: str | None = ...,
     hint: str = ...,
 ) -> float: ...
@@ -174,10 +174,11 @@ def check_float(
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
         raise _fail(where, name, expected, value, hint)
-    ok = (low is None or (value > low if low_open else value >= low)) and (high is None or value <= high)
+    number = float(value)
+    ok = (low is None or (number > low if low_open else number >= low)) and (high is None or number <= high)
     if not ok:
         raise _fail(where, name, expected, value, hint)
-    return float(value)
+    return number
 
 
 def finite_float(where: str, name: str, value: Any, *, expected: str | None = None) -> float:
@@ -196,7 +197,7 @@ def nonnegative_float(where: str, name: str, value: Any, *, expected: str | None
 
 
 @overload
-def probability(where: str, name: str, value: Any, *, allow_none: bool = False, hint: str = "") -> float: ...
+def probability(where: str, name: str, value: Any, *, allow_none: Literal[False] = False, hint: str = "") -> float: ...
 
 
 @overload
@@ -221,7 +222,7 @@ def one_of(where: str, name: str, value: Any, choices: Sequence[T]) -> T:
         'bn'
     """
     if value in choices:
-        return value  # type: ignore[no-any-return]
+        return value
     listed = ", ".join(repr(c) for c in choices)
     hint = close_matches_hint(value, [str(c) for c in choices]) if isinstance(value, str) else ""
     suffix = f" ({hint})" if hint else ""

@@ -242,7 +242,7 @@ def run(args: argparse.Namespace) -> int:
                     "train_seconds": results["train_seconds"],
                 }
             )
-    learned_runs = [out / "runs" / f"{n}-bs{b}" for n in norms if _is_learned(n) for b in sizes]
+    learned_runs: list[str | Path] = [out / "runs" / f"{n}-bs{b}" for n in norms if _is_learned(n) for b in sizes]
     analysis = analyze_norm_runs(learned_runs, out) if learned_runs else {"runs": [], "figures": []}
     bn_weight = {r["batch_size"]: r["summary"]["both"].get("bn", 0.0) for r in analysis["runs"] if r["norm"] == "sn"}
     claims = evaluate_claims(acc, bn_weight, args.test_subset)

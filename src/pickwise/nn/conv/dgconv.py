@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -30,7 +30,9 @@ from ..functional.dgconv import (
 
 __all__ = ["DGConv2d"]
 
-_PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+#: ``padding_mode`` values, as :class:`torch.nn.Conv2d`'s.
+PaddingMode = Literal["zeros", "reflect", "replicate", "circular"]
+_PADDING_MODES: tuple[PaddingMode, ...] = ("zeros", "reflect", "replicate", "circular")
 
 
 class DGConv2d(nn.Module):
@@ -142,7 +144,7 @@ class DGConv2d(nn.Module):
             if self.padding == "same" and any(s != 1 for s in self.stride):
                 raise InvalidParameterError(f"{where}: padding='same' is not supported for strided convolutions")
         self.dilation = _pair(dilation)
-        self.padding_mode = padding_mode
+        self.padding_mode: PaddingMode = cast(PaddingMode, padding_mode)  # checked against _PADDING_MODES above
         self.ste = ste
         self.gate_init = float(gate_init)
         self.name = name
@@ -155,13 +157,14 @@ class DGConv2d(nn.Module):
                     self._reversed_padding_repeated_twice[2 * i + 1] = total - total // 2
         else:
             self._reversed_padding_repeated_twice = list(_reverse_repeat_tuple(self.padding, 2))
-        fk = {"device": device, "dtype": dtype}
-        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, *self.kernel_size, **fk))
+        self.weight = nn.Parameter(
+            torch.empty(out_channels, in_channels, *self.kernel_size, device=device, dtype=dtype)
+        )
         if bias:
-            self.bias = nn.Parameter(torch.empty(out_channels, **fk))
+            self.bias = nn.Parameter(torch.empty(out_channels, device=device, dtype=dtype))
         else:
             self.register_parameter("bias", None)
-        self.gate = nn.Parameter(torch.empty(len(self.factors), **fk))
+        self.gate = nn.Parameter(torch.empty(len(self.factors), device=device, dtype=dtype))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

@@ -39,6 +39,8 @@ class ExportError(InvalidParameterError):
 class ChannelPermute(nn.Module):
     """Reorder channels: ``y = x[:, perm]`` (the runtime fallback of :func:`export_grouped_convs`)."""
 
+    perm: torch.Tensor
+
     def __init__(self, perm: torch.Tensor) -> None:
         super().__init__()
         self.register_buffer("perm", perm.clone().long())
@@ -95,7 +97,7 @@ def dgconv_to_conv(module: DGConv2d) -> tuple[nn.Conv2d, torch.Tensor, torch.Ten
         dtype=w.dtype,
     )
     conv.weight.copy_(blocks.reshape(module.out_channels, ci, kh, kw))
-    if module.bias is not None:
+    if module.bias is not None and conv.bias is not None:
         conv.bias.copy_(module.bias.detach()[perm_out.to(w.device)])
     conv.train(module.training)
     return conv, perm_in, perm_out

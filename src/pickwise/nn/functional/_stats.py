@@ -421,6 +421,7 @@ def update_running_stats_(
     (``batch_var * count / (count - 1)``, as :class:`torch.nn.BatchNorm2d` does). Channels whose batch statistics are
     not finite (NaN/Inf inputs) keep their previous running values.
     """
+    bessel: Tensor | float
     if isinstance(count, Tensor):
         bessel = count.to(batch_var.dtype) / (count.to(batch_var.dtype) - 1).clamp_min(1)
     else:

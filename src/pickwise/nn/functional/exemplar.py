@@ -70,8 +70,8 @@ def exemplar_scale_shift(
 ) -> tuple[Tensor, Tensor]:
     """``(scale, shift)`` of shape ``(N, C)`` for per-sample ``ratios`` ``(N, K)`` (see the module docstring)."""
     ratios = ratios.to(moments[0][0].dtype)
-    a = 0.0
-    b = 0.0
+    a: Tensor | float = 0.0
+    b: Tensor | float = 0.0
     for k, (mu_k, var_k) in enumerate(moments):
         lam_over_s = ratios[:, k : k + 1] * torch.rsqrt(var_k + eps)
         a = a + lam_over_s
@@ -106,19 +106,22 @@ def exemplar_ratios(
     n, k, _d, c = descriptors.shape
     dt = descriptors.dtype
 
-    def cast(t: Tensor | None) -> Tensor | None:
+    def cast(t: Tensor) -> Tensor:
+        return t.to(dt)
+
+    def cast_optional(t: Tensor | None) -> Tensor | None:
         return None if t is None else t.to(dt)
 
     kernel = embed_weight.shape[-1]
     # 1-D "same" convolution over channels written as unfold + einsum: on these tiny tensors it is much cheaper
     # (especially its backward) than a convolution kernel call.
     windows = F.pad(descriptors, (kernel // 2, kernel // 2)).unfold(-1, kernel, 1)  # (N, K, D, C, kernel)
-    emb = torch.einsum("nkdcj,dj->nkc", windows, cast(embed_weight)[0])  # type: ignore[index]
+    emb = torch.einsum("nkdcj,dj->nkc", windows, cast(embed_weight)[0])
     if embed_bias is not None:
         emb = emb + cast(embed_bias)
     relation = torch.bmm(emb, emb.transpose(1, 2)) / c
-    hidden = F.relu(F.linear(relation.reshape(n, k * k), cast(fc1_weight), cast(fc1_bias)))  # type: ignore[arg-type]
-    offsets = F.linear(hidden, cast(fc2_weight), cast(fc2_bias))  # type: ignore[arg-type]
+    hidden = F.relu(F.linear(relation.reshape(n, k * k), cast(fc1_weight), cast_optional(fc1_bias)))
+    offsets = F.linear(hidden, cast(fc2_weight), cast_optional(fc2_bias))
     return torch.softmax((ratio_weight.to(dt) + offsets) / temperature, -1)
 
 

@@ -22,6 +22,14 @@ from ._stats import BatchStatsFn, _positions, affine_norm, batch_norm_moments, n
 __all__ = ["sparsemax", "sparsestmax", "switch_norm", "switch_norm_from_ratios", "switch_norm_scale_shift"]
 
 
+def _weighted_sum(weights: Tensor, terms: Sequence[Tensor]) -> Tensor:
+    """``Σ_k weights[k] * terms[k]``, summed left to right (the same rounding as Python's ``sum``)."""
+    total = weights[0] * terms[0]
+    for k in range(1, len(terms)):
+        total = total + weights[k] * terms[k]
+    return total
+
+
 def switch_norm_scale_shift(
     mu_in: Tensor,
     var_in: Tensor,
@@ -38,8 +46,8 @@ def switch_norm_scale_shift(
     moments = normalizer_moments(mu_in, var_in, normalizers, bn_mean, bn_var)
     mean_ratios = mean_ratios.to(mu_in.dtype)
     var_ratios = var_ratios.to(mu_in.dtype)
-    mu = sum(mean_ratios[k] * m for k, (m, _) in enumerate(moments))
-    var = sum(var_ratios[k] * v for k, (_, v) in enumerate(moments))
+    mu = _weighted_sum(mean_ratios, [m for m, _ in moments])
+    var = _weighted_sum(var_ratios, [v for _, v in moments])
     inv_std = torch.rsqrt(var + eps)
     scale = inv_std if weight is None else inv_std * weight.to(mu_in.dtype)
     shift = -mu * scale if bias is None else bias.to(mu_in.dtype) - mu * scale

@@ -43,6 +43,11 @@ class LearnedNormBase(nn.Module):
     _shape_hint = "(N, C, H, W)"
 
     normalizers: tuple[str, ...]
+    weight: Tensor | None
+    bias: Tensor | None
+    running_mean: Tensor | None
+    running_var: Tensor | None
+    num_batches_tracked: Tensor | None
 
     def __init__(
         self,
@@ -116,16 +121,16 @@ class LearnedNormBase(nn.Module):
 
     def reset_running_stats(self) -> None:
         """Running mean 0, running variance 1, ``num_batches_tracked`` 0 (as :class:`torch.nn.BatchNorm2d`)."""
-        if self.running_mean is not None:
-            self.running_mean.zero_()
-            self.running_var.fill_(1)  # type: ignore[union-attr]
-            self.num_batches_tracked.zero_()  # type: ignore[union-attr]
+        for buffer, value in ((self.running_mean, 0), (self.running_var, 1), (self.num_batches_tracked, 0)):
+            if buffer is not None:
+                buffer.fill_(value)
 
     def reset_parameters(self) -> None:
         """Reset running statistics, ``weight`` to 1 and ``bias`` to 0 (subclasses extend this)."""
         self.reset_running_stats()
-        if self.affine:
+        if self.weight is not None:
             nn.init.ones_(self.weight)
+        if self.bias is not None:
             nn.init.zeros_(self.bias)
 
     # ------------------------------------------------------------------ forward helpers

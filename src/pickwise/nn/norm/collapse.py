@@ -18,12 +18,13 @@ batches they saw), so run a few calibration batches through the model first.
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from ...exceptions import InvalidParameterError
 from .registry import is_batch_norm
 from .report import norm_ratio_report
 from .variants import InstanceNorm2d, LayerNorm2d
@@ -33,31 +34,34 @@ __all__ = ["collapse_norm_layers", "fold_batch_norms"]
 _HARD_GAP = 60.0  # exp(-60) is below float32 resolution: a hard one-hot through softmax
 
 
-def _standard_layer(pick: str, module: nn.Module) -> nn.Module | None:
+def _standard_layer(pick: str, module: Any) -> nn.Module | None:
+    """The standard layer for a collapsed SN/SSN/EN ``module`` (duck-typed, hence ``Any``), or ``None``."""
     channels, eps = module.num_features, module.eps
     ref = module.weight if getattr(module, "weight", None) is not None else module.running_mean
-    factory = {"device": ref.device, "dtype": ref.dtype}
+    device, dtype = ref.device, ref.dtype
     affine = getattr(module, "affine", True)
+    new: nn.BatchNorm2d | InstanceNorm2d | LayerNorm2d
     if pick == "bn":
-        new: nn.Module = nn.BatchNorm2d(channels, eps=eps, momentum=module.momentum, affine=affine, **factory)
+        new = nn.BatchNorm2d(channels, eps=eps, momentum=module.momentum, affine=affine, device=device, dtype=dtype)
         with torch.no_grad():
-            new.running_mean.copy_(module.running_mean)
-            new.running_var.copy_(module.running_var)
+            for name in ("running_mean", "running_var"):
+                buffer = getattr(new, name)
+                buffer.copy_(getattr(module, name))
     elif pick == "in":
-        new = InstanceNorm2d(channels, eps=eps, affine=affine, **factory)
+        new = InstanceNorm2d(channels, eps=eps, affine=affine, device=device, dtype=dtype)
     elif pick == "ln":
-        new = LayerNorm2d(channels, eps=eps, affine=affine, **factory)
+        new = LayerNorm2d(channels, eps=eps, affine=affine, device=device, dtype=dtype)
     else:
         return None
     if affine:
         with torch.no_grad():
-            new.weight.copy_(module.weight)
-            new.bias.copy_(module.bias)
+            for name in ("weight", "bias"):
+                getattr(new, name).copy_(getattr(module, name))
     new.train(module.training)
     return new
 
 
-def _harden(module: nn.Module, mean_pick: str, var_pick: str) -> None:
+def _harden(module: Any, mean_pick: str, var_pick: str) -> None:
     if hasattr(module, "harden"):  # layers with their own selection machinery
         module.harden(mean_pick, var_pick)
         return
@@ -83,7 +87,10 @@ def fold_batch_norms(model: nn.Module) -> list[tuple[str, str]]:
     cannot be traced is left unchanged with a warning.
     """
     if model.training:
-        raise ValueError("fold_batch_norms: call model.eval() first (folding uses the running statistics)")
+        raise InvalidParameterError(
+            "fold_batch_norms: model must be in eval mode (folding uses the running statistics); "
+            "call model.eval() first"
+        )
     try:
         graph = torch.fx.symbolic_trace(model).graph
     except Exception as err:
@@ -96,17 +103,19 @@ def fold_batch_norms(model: nn.Module) -> list[tuple[str, str]]:
     modules = dict(model.named_modules())
     folded = []
     for node in graph.nodes:
-        if node.op != "call_module" or not is_batch_norm(modules.get(node.target, nn.Identity())):
+        bn_name = str(node.target)
+        if node.op != "call_module" or not is_batch_norm(modules.get(bn_name, nn.Identity())):
             continue
         source = node.args[0] if node.args else None
         if not isinstance(source, torch.fx.Node) or source.op != "call_module" or len(source.users) != 1:
             continue
-        conv, bn = modules[source.target], modules[node.target]
-        if not isinstance(conv, nn.Conv2d) or not bn.track_running_stats or bn.running_mean is None:
+        conv_name = str(source.target)
+        conv, bn = modules[conv_name], modules[bn_name]
+        if not isinstance(conv, nn.Conv2d) or not bn.track_running_stats or getattr(bn, "running_mean", None) is None:
             continue
-        _set_submodule(model, source.target, fuse_conv_bn_eval(conv, bn))
-        _set_submodule(model, node.target, nn.Identity())
-        folded.append((source.target, node.target))
+        _set_submodule(model, conv_name, fuse_conv_bn_eval(conv, cast(Any, bn)))  # a BatchNorm (is_batch_norm)
+        _set_submodule(model, bn_name, nn.Identity())
+        folded.append((conv_name, bn_name))
     return folded
 
 

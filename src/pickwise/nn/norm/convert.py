@@ -67,13 +67,15 @@ def set_mixture_logits(module: nn.Module, init: str, *, bn_logit_gap: float = DE
     """
     one_of("convert_norm_layers", "init", init, ("bn", "uniform"))
     bn_logit_gap = nonnegative_float("convert_norm_layers", "bn_logit_gap", bn_logit_gap)
-    if init == "bn" and "bn" not in module.normalizers:
+    normalizers: tuple[str, ...] = getattr(module, "normalizers", ())
+    if init == "bn" and "bn" not in normalizers:
         raise InvalidParameterError(
-            f"convert_norm_layers: init='bn' needs a BN branch, but the layer mixes {module.normalizers}; "
+            f"convert_norm_layers: init='bn' needs a BN branch, but the layer mixes {normalizers}; "
             "use init='uniform' or keep BN (using_bn=True)"
         )
-    if hasattr(module, "init_mixture"):  # layers with their own ratio network (EN) know how to do this
-        module.init_mixture(init, bn_logit_gap=bn_logit_gap)
+    init_mixture = getattr(module, "init_mixture", None)
+    if callable(init_mixture):  # layers that know their own parametrisation (SSN: through sparsemax)
+        init_mixture(init, bn_logit_gap=bn_logit_gap)
         return
     with torch.no_grad():
         for name in MIXTURE_LOGIT_NAMES:
@@ -82,7 +84,7 @@ def set_mixture_logits(module: nn.Module, init: str, *, bn_logit_gap: float = DE
                 continue
             logits.zero_()
             if init == "bn":
-                logits[module.normalizers.index("bn")] = bn_logit_gap
+                logits[normalizers.index("bn")] = bn_logit_gap
 
 
 def _build(target: str, source: nn.Module, layer_kwargs: dict) -> nn.Module:
@@ -114,7 +116,7 @@ def _copy_state(source: nn.Module, target: nn.Module) -> None:
 
 
 def _matches(name: str, patterns: Sequence[str] | None) -> bool:
-    return bool(patterns) and any(fnmatch.fnmatch(name, p) for p in patterns)
+    return patterns is not None and any(fnmatch.fnmatch(name, p) for p in patterns)
 
 
 def convert_norm_layers(
@@ -193,13 +195,15 @@ def _copy_logits(source: nn.Module, target: nn.Module, bn_logit_gap: float = DEF
     ``log(max(p, w_o))``, with ``w_o`` the other-branch weight of ``bn_logit_gap``, so zero ratios stay finite.
     """
     src_sparse, dst_sparse = hasattr(source, "radius"), hasattr(target, "radius")
+    mixing_ratios = getattr(source, "mixing_ratios", None)
     with torch.no_grad():
-        if src_sparse != dst_sparse and hasattr(source, "mixing_ratios"):
-            mean, var = source.mixing_ratios()
+        if src_sparse != dst_sparse and callable(mixing_ratios):
+            mean, var = mixing_ratios()
             if dst_sparse:
                 new = {"mean_weight": mean, "var_weight": var}
             else:
-                floor = math.exp(-bn_logit_gap) / (1.0 + (len(target.normalizers) - 1) * math.exp(-bn_logit_gap))
+                k = len(getattr(target, "normalizers", ()))
+                floor = math.exp(-bn_logit_gap) / (1.0 + (k - 1) * math.exp(-bn_logit_gap))
                 new = {"mean_weight": mean.clamp_min(floor).log(), "var_weight": var.clamp_min(floor).log()}
             for name, value in new.items():
                 dst = getattr(target, name, None)

@@ -80,6 +80,7 @@ class ExemplarNorm2d(LearnedNormBase):
 
     _input_ranks = (4,)
     _shape_hint = "(N, C, H, W)"
+    last_ratios: Tensor
 
     def __init__(
         self,

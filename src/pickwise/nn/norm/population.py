@@ -56,6 +56,10 @@ class PopulationNorm2d(LearnedNormBase):
 
     _input_ranks = (4,)
     _shape_hint = "(N, C, H, W)"
+    # PN always tracks its population statistics (track_running_stats must be True)
+    running_mean: Tensor
+    running_var: Tensor
+    num_batches_tracked: Tensor
 
     def __init__(
         self,
@@ -109,7 +113,7 @@ class PopulationNorm2d(LearnedNormBase):
         return super().extra_repr() + (f", warmup_steps={self.warmup_steps}" if self.warmup_steps else "")
 
 
-def _gamma_layers(model: nn.Module, layer_types: tuple[type, ...] | None) -> list[nn.Module]:
+def _gamma_layers(model: nn.Module, layer_types: tuple[type, ...] | None) -> list[Any]:
     types = layer_types or (PopulationNorm2d,)
     return [m for m in model.modules() if isinstance(m, types) and getattr(m, "weight", None) is not None]
 
@@ -153,7 +157,7 @@ def gamma_decay_penalty(
         p = next(model.parameters(), None)
         return torch.zeros((), device=p.device if p is not None else None)
     total = sum(m.weight.float().square().sum() for m in layers)
-    return zeta * total  # type: ignore[return-value]
+    return zeta * total
 
 
 def gamma_decay_param_groups(

@@ -74,7 +74,7 @@ def recalibrate_norm_stats(
     layers = [m for m in model.modules() if _has_population_stats(m)]
     if not layers:
         raise InvalidParameterError("recalibrate_norm_stats: the model has no layer with running statistics")
-    stats: dict[nn.Module, dict[str, Any]] = {m: {"mean": 0, "sq_mean": 0, "var": 0, "count": 0} for m in layers}
+    stats: dict[Any, dict[str, Any]] = {m: {"mean": 0, "sq_mean": 0, "var": 0, "count": 0} for m in layers}
 
     def capture(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
         x = inputs[0].detach().float()

@@ -310,12 +310,16 @@ def list_norm_layers(
     return out
 
 
-def conversion_target(norm: Any, *, where: str = "convert_norm_layers") -> NormLayerInfo:
+def conversion_target(norm: Any, *, where: str = "convert_norm_layers", name: str = "norm") -> NormLayerInfo:
     """The metadata of a :func:`~pickwise.nn.norm.convert.convert_norm_layers` target, or a clear error.
+
+    Callers that take a conversion target (e.g. a fine-tuning function's ``convert_norm``) validate it here, before
+    any data are loaded, with their own function and parameter names in the message.
 
     Args:
         norm: A registered name (or alias) with ``convertible=True``, e.g. ``"sn"``.
         where: The message prefix (the public function that checks).
+        name: The parameter name in the message.
 
     Raises:
         InvalidParameterError: If ``norm`` is not the name of a convertible layer; the message lists them and the
@@ -324,6 +328,10 @@ def conversion_target(norm: Any, *, where: str = "convert_norm_layers") -> NormL
     Example:
         >>> conversion_target("SwitchNorm").name
         'sn'
+        >>> conversion_target("xx", where="finetune", name="convert_norm")
+        Traceback (most recent call last):
+        ...
+        pickwise.exceptions.InvalidParameterError: finetune: convert_norm must be one of en, pn, sn, ssn; got 'xx'
     """
     targets = list_norm_layers(convertible=True)
     info = None
@@ -333,7 +341,7 @@ def conversion_target(norm: Any, *, where: str = "convert_norm_layers") -> NormL
         hint = close_matches_hint(_normalize_name(norm), targets) if isinstance(norm, str) else ""
         suffix = f" ({hint})" if hint else ""
         why = f" ('{info.name}' is registered, but BatchNorm is not converted into it)" if info is not None else ""
-        raise InvalidParameterError(f"{where}: norm must be one of {', '.join(targets)}; got {norm!r}{why}{suffix}")
+        raise InvalidParameterError(f"{where}: {name} must be one of {', '.join(targets)}; got {norm!r}{why}{suffix}")
     return info
 
 

@@ -12,8 +12,11 @@ from .registry import is_learned_norm
 __all__ = ["learned_norm_layers", "norm_ratio_report", "summarize_ratios"]
 
 
-def learned_norm_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """``(qualified name, module)`` of every SN/SSN/EN layer, in forward-definition (depth) order."""
+def learned_norm_layers(model: nn.Module) -> list[tuple[str, Any]]:
+    """``(qualified name, module)`` of every SN/SSN/EN layer, in forward-definition (depth) order.
+
+    The modules are typed ``Any``: they are recognised by their interface (:func:`is_learned_norm`), not by class.
+    """
     return [(name, m) for name, m in model.named_modules() if is_learned_norm(m)]
 
 

@@ -71,6 +71,12 @@ class SparseSwitchNorm2d(SwitchNorm2d):
         - Output: same shape, dtype and memory format.
     """
 
+    radius: Tensor
+    mean_fixed: Tensor
+    var_fixed: Tensor
+    mean_frozen: Tensor
+    var_frozen: Tensor
+
     def __init__(
         self,
         num_features: int,

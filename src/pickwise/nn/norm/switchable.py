@@ -61,7 +61,8 @@ class _SwitchNorm(LearnedNormBase):
 
     def mixing_ratios(self) -> tuple[Tensor, Tensor]:
         """Differentiable ``(mean ratios, variance ratios)``, each ``(K,)`` on the simplex (softmax, in float32)."""
-        mw, vw = self.mean_weight, self.var_weight
+        mw: Tensor = self.mean_weight
+        vw: Tensor = self.var_weight
         if mw.dtype != torch.float64:
             mw, vw = mw.float(), vw.float()
         return torch.softmax(mw, 0), torch.softmax(vw, 0)

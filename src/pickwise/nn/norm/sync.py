@@ -488,7 +488,7 @@ def _constructor_kwargs(module: nn.Module, cls: type) -> dict[str, Any]:
     tensor-valued attributes such as SSN's ``radius`` buffer (the tensors themselves are carried over).
     """
     kwargs: dict[str, Any] = {}
-    for name, param in inspect.signature(cls.__init__).parameters.items():
+    for name, param in inspect.signature(cls).parameters.items():
         if name in _NOT_FROM_SOURCE or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
             continue
         value = getattr(module, name, inspect.Parameter.empty)
@@ -550,7 +550,7 @@ def _to_sync(module: nn.Module, sync_cls: type, process_group: Any) -> nn.Module
 
 
 def _module_on_cuda(module: nn.Module) -> bool:
-    tensor = next(iter(module.parameters()), None)
+    tensor: Tensor | None = next(iter(module.parameters()), None)
     if tensor is None:
         tensor = next(iter(module.buffers()), None)
     return tensor is not None and tensor.is_cuda

@@ -17,7 +17,7 @@ Papers:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -221,7 +221,8 @@ class InstanceNorm2d(nn.InstanceNorm2d):
         super().__init__(
             num_features,
             eps=eps,
-            momentum=momentum,
+            # torch annotates momentum as float but accepts None (a cumulative average), as its BatchNorm does
+            momentum=cast(float, momentum),
             affine=affine,
             track_running_stats=track_running_stats,
             device=device,
