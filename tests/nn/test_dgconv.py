@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pickwise.exceptions import CheckpointError, InvalidParameterError
+from pickwise.exceptions import CheckpointError, InvalidParameterError, ShapeError
 from pickwise.nn.conv import DGConv2d, ResourceConstraint, complexity, dense_complexity, group_budget, learned_groups
 from pickwise.nn.functional.dgconv import (
     dgconv2d,
@@ -338,5 +338,5 @@ class TestErrors:
             model.load_state_dict(saved)
 
     def test_bad_input_rank(self):
-        with pytest.raises(ValueError, match=r"expected 4D input \(got 3D input\)"):
+        with pytest.raises(ShapeError, match=r"input must be 4D \(N, C, H, W\); got 3D input of shape \(8, 4, 4\)"):
             DGConv2d(8, 8, 3)(torch.randn(8, 4, 4))

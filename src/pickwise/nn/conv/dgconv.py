@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.utils import _pair, _reverse_repeat_tuple
 
-from ...exceptions import CheckpointError, InvalidParameterError
+from ...exceptions import CheckpointError, InvalidParameterError, ShapeError
 from .._validation import one_of, positive_float, positive_int
 from ..functional.dgconv import (
     STE_MODES,
@@ -127,10 +127,7 @@ class DGConv2d(nn.Module):
         one_of(where, "ste", ste, STE_MODES)
         one_of(where, "padding_mode", padding_mode, _PADDING_MODES)
         gate_init = positive_float(where, "gate_init", gate_init)
-        try:
-            self.factors, self.r_in, self.r_out = factorize_channels(in_channels, out_channels, factors, where=where)
-        except ValueError as err:
-            raise InvalidParameterError(str(err)) from None
+        self.factors, self.r_in, self.r_out = factorize_channels(in_channels, out_channels, factors, where=where)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.kernel_size = _pair(kernel_size)
@@ -206,7 +203,9 @@ class DGConv2d(nn.Module):
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         """Convolve with the masked weight ``weight * U``."""
         if input.ndim != 4:
-            raise ValueError(f"{self._where()}: expected 4D input (got {input.ndim}D input)")
+            raise ShapeError(
+                f"{self._where()}: input must be 4D (N, C, H, W); got {input.ndim}D input of shape {tuple(input.shape)}"
+            )
         weight = self.weight * self.mask()[:, :, None, None]
         if self.padding_mode != "zeros":
             input = F.pad(input, self._reversed_padding_repeated_twice, mode=self.padding_mode)

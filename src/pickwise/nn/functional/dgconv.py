@@ -30,6 +30,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from ...exceptions import InvalidParameterError
 from .._validation import is_int
 
 __all__ = [
@@ -86,23 +87,23 @@ def factorize_channels(
         ``(factors, r_in, r_out)`` with ``C_in = r_in * prod(factors)`` and ``C_out = r_out * prod(factors)``.
 
     Raises:
-        ValueError: If no factorization exists (``gcd(C_in, C_out) == 1``) or ``factors`` does not fit.
+        InvalidParameterError: If no factorization exists (``gcd(C_in, C_out) == 1``) or ``factors`` does not fit.
     """
     common = math.gcd(in_channels, out_channels)
     if factors is None:
         fs = tuple(prime_factors(common))
         if not fs:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"{where}: in_channels={in_channels} and out_channels={out_channels} share no factor > 1, so no "
                 "grouping is possible; use channel counts with a common factor (e.g. powers of two)"
             )
     else:
         fs = tuple(factors)
         if not fs or not all(is_int(c, minimum=2) for c in fs):
-            raise ValueError(f"{where}: factors must be a non-empty sequence of ints >= 2; got {factors!r}")
+            raise InvalidParameterError(f"{where}: factors must be a non-empty sequence of ints >= 2; got {factors!r}")
         prod = math.prod(fs)
         if in_channels % prod or out_channels % prod:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"{where}: factors {fs!r} (product {prod}) must divide both in_channels={in_channels} and "
                 f"out_channels={out_channels}; gcd is {common} = {' x '.join(map(str, prime_factors(common))) or 1}"
             )
