@@ -140,7 +140,8 @@ class _Mixture(nn.Module):
 
 
 def test_optimizer_groups_for_mixture_logits():
-    from pickwise.engine.trainer import build_optimizer, is_norm_logit
+    from pickwise.engine.trainer import build_optimizer
+    from pickwise.tasks.classification import is_norm_logit
 
     cfg = resolve_config(overrides=["optim.norm_logit_lr_mult=0.1", "optim.weight_decay=0.01"])
     model = nn.Sequential(nn.Conv2d(1, 2, 3), _Mixture())

@@ -9,6 +9,7 @@ implies) moved to :mod:`pickwise.tasks.classification.extras` and is still impor
 from __future__ import annotations
 
 import importlib
+import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +48,11 @@ class SparsestmaxRadiusSchedule:
 
 def __getattr__(name: str) -> Any:
     """``training_extras`` moved to the classification task (resolved lazily: the engine imports no task)."""
-    if name == "training_extras":
+    if name == "training_extras":  # no caller in the library uses the old place, so it warns
+        warnings.warn(
+            "pickwise.engine.hooks.training_extras moved to pickwise.tasks.classification.training_extras",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return importlib.import_module("pickwise.tasks.classification.extras").training_extras
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -89,9 +89,14 @@ class TrainResult:
 
 def __getattr__(name: str) -> Any:
     """``is_norm_logit`` moved to :mod:`pickwise.tasks.classification.params` (resolved lazily, no task import)."""
-    if name == "is_norm_logit":
+    if name == "is_norm_logit":  # no caller in the library uses the old place, so it warns
         import importlib
 
+        warnings.warn(
+            "pickwise.engine.trainer.is_norm_logit moved to pickwise.tasks.classification.is_norm_logit",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return importlib.import_module("pickwise.tasks.classification.params").is_norm_logit
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
