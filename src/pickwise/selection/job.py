@@ -680,15 +680,16 @@ def select_models(
         feats[model] = (x, y)
 
     metric_failures: dict[str, dict[str, str]] = {}
-    scores, seconds = score_candidates(feats, scored_metrics, class_embeddings=class_emb, failures=metric_failures)
+    finite, seconds = score_candidates(feats, scored_metrics, class_embeddings=class_emb, failures=metric_failures)
+    scores: dict[str, dict[str, float | None]] = {m: dict(by_model) for m, by_model in finite.items()}
     for m in scored_metrics:
         for model in specs:
             if model not in scores[m]:
-                scores[m][model] = None  # type: ignore[assignment]
+                scores[m][model] = None
                 metric_failures.setdefault(m, {})[model] = failed[model]
     for m, reasons in metric_failures.items():
         for model in reasons:
-            scores[m][model] = None  # type: ignore[assignment]  # never NaN: missing, with its reason
+            scores[m][model] = None  # never NaN: missing, with its reason
     first, tb_spec = get_metric(metric_list[0]), get_metric(tie_metric)
     ranking = rank_scores(
         {m: scores[first.name][m] for m in specs},
@@ -818,7 +819,7 @@ def select_models(
             ok = [
                 m
                 for m in specs
-                if acc.get(m) is not None and scores[metric].get(m) is not None and math.isfinite(scores[metric][m])
+                if acc.get(m) is not None and (score := scores[metric].get(m)) is not None and math.isfinite(score)
             ]
             if len(ok) >= 2:
                 evaluation[metric] = evaluate_ranking(
@@ -851,7 +852,7 @@ def select_models(
         metrics=tuple(metric_list),
         tie_break_metric=tie_metric,
         encoder=",".join(encoders),
-        scores=scores,  # type: ignore[arg-type]
+        scores=scores,
         score_failures=metric_failures,
         seconds=seconds,
         feature_seconds=feature_seconds,
