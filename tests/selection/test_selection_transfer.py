@@ -219,8 +219,10 @@ class TestSelectTransferCLI:
         args = _parser().parse_args([*base, "--zoo", str(tmp_path / "empty")])
         with pytest.raises(DataNotFoundError, match="no zoo entries built"):
             args.handler(args)
-        with pytest.raises(SystemExit):
-            _parser().parse_args([*base, "--convert-norm", "gn"])
+        # the norm registry decides which names the converter can produce (gn is registered but not a target)
+        args = _parser().parse_args([*base, "--models", "resnet8:random", "--convert-norm", "gn"])
+        with pytest.raises(InvalidParameterError, match="convert_norm"):
+            args.handler(args)
 
 
 # pickwise reproduce selection (needs >= 3 zoo entries) is tested in tests/zoo/test_reproduce_selection.py.

@@ -54,9 +54,10 @@ def add_parser(subparsers: Any) -> None:
     )
     p.add_argument(
         "--convert-norm",
-        choices=["sn", "ssn", "en", "pn"],
         default=None,
-        help="convert the picked model's BatchNorm layers before fine-tuning (small batches)",
+        metavar="NORM",
+        help="convert the picked model's BatchNorm layers before fine-tuning (small batches): a learned norm the "
+        "converter can produce (sn, ssn, en, pn; see 'pickwise norms')",
     )
     p.add_argument("--runner-up", action="store_true", help="also fine-tune the second-ranked candidate")
     p.add_argument("--test-subset", type=int, default=1000, help="evaluate on N test samples (default: 1000; 0: all)")

@@ -38,7 +38,7 @@ from ..utils.io import atomic_write_json, atomic_write_text
 
 __all__ = ["add_arguments", "finetune_run", "measure_tradeoff", "photo_batch", "run", "summarize_runs"]
 
-LEARNED = ("sn", "ssn", "en")
+LEARNED = ("sn", "ssn", "en")  # the learned mixtures compared, in the figures' order
 #: scikit-image photos bundled with the package (no download): RGB photos, then the grayscale texture photos.
 PHOTOS = (
     "astronaut",
@@ -135,7 +135,7 @@ def photo_batch(size: int = 224, names: tuple[str, ...] = PHOTOS) -> tuple[torch
 
 def _logit_grad_sizes(model: nn.Module) -> list[float]:
     """Per layer: the largest |gradient| of its mixture logits."""
-    from ..nn.norm._learned import MIXTURE_LOGIT_NAMES, is_learned_norm
+    from ..nn.norm.registry import MIXTURE_LOGIT_NAMES, is_learned_norm
 
     sizes = []
     for module in model.modules():

@@ -21,14 +21,17 @@ import torch
 from torch import nn
 
 from ..exceptions import InvalidParameterError
+from ..nn.norm import is_batch_norm
+from ..nn.norm.registry import conversion_target, list_norm_layers
 
 __all__ = ["finetune"]
 
-CONVERT_NORMS = ("sn", "ssn", "en", "pn")
+#: Norm names BatchNorm layers can be converted to (from the norm registry's metadata).
+CONVERT_NORMS = tuple(list_norm_layers(convertible=True))
 
 
 def _count_bn(model: nn.Module) -> int:
-    return sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    return sum(map(is_batch_norm, model.modules()))
 
 
 def finetune(
@@ -78,10 +81,18 @@ def finetune(
     Raises:
         InvalidParameterError: If the model has no ``reset_classifier``, or for an unknown ``convert_norm``.
     """
-    from ..engine.config import resolve_config
+    from ..engine import Trainer
     from ..engine.run import resolve_device
-    from ..engine.tasks import ClassificationTask
-    from ..engine.trainer import Trainer
+    from ..tasks.classification import ClassificationTask
+    from ..tasks.classification.config import (
+        CheckpointConfig,
+        DataConfig,
+        OptimConfig,
+        RunConfig,
+        ScheduleConfig,
+        TrainConfig,
+        resolve_run_config,
+    )
     from .features import CandidateInput
 
     if not hasattr(model, "reset_classifier"):
@@ -89,10 +100,8 @@ def finetune(
             f"finetune: the candidate ({type(model).__name__}) must have reset_classifier(num_classes); "
             "ONNX/timm/torchvision candidates cannot be fine-tuned here."
         )
-    if convert_norm is not None and convert_norm not in CONVERT_NORMS:
-        raise InvalidParameterError(
-            f"finetune: convert_norm must be one of {CONVERT_NORMS} or None; got {convert_norm!r}."
-        )
+    if convert_norm is not None:
+        convert_norm = conversion_target(convert_norm, where="finetune", name="convert_norm").name
     start = time.perf_counter()
     net: Any = copy.deepcopy(model).cpu()  # has reset_classifier (checked above)
     with torch.random.fork_rng(devices=[]):  # the new head is seeded without touching the caller's RNG state
@@ -112,22 +121,24 @@ def finetune(
     if tmp is None:
         shutil.rmtree(folder / "checkpoints", ignore_errors=True)  # always a fresh run, never a stale resume
     try:
-        cfg = resolve_config(
-            overrides=[
-                f"data.batch_size={batch_size}",
-                f"train.epochs={epochs}",
-                f"optim.lr={lr}",
-                f"optim.weight_decay={weight_decay}",
-                f"train.seed={seed}",
-                f"train.device={device}",
-                f"train.progress={'true' if progress else 'false'}",
-                "train.tensorboard=false",
-                "schedule.warmup_epochs=0",
-                "checkpoint.keep_last=1",
-                f"output_dir={folder.parent}",
-                f"name={folder.name}",
-                *([f"train.max_steps={max_steps}"] if max_steps else []),
-            ]
+        cfg = resolve_run_config(
+            RunConfig(
+                name=folder.name,
+                output_dir=str(folder.parent),
+                data=DataConfig(batch_size=batch_size),
+                optim=OptimConfig(lr=lr, weight_decay=weight_decay),
+                schedule=ScheduleConfig(warmup_epochs=0.0),
+                train=TrainConfig(
+                    epochs=epochs,
+                    max_steps=max_steps or None,
+                    seed=seed,
+                    device=device,
+                    progress=progress,
+                    tensorboard=False,
+                ),
+                checkpoint=CheckpointConfig(keep_last=1),
+            ),
+            check_names=False,  # the model and the datasets are given as objects, not names
         )
         hooks = []
         if on_step is not None:

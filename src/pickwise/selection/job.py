@@ -929,13 +929,11 @@ def transfer(
     Returns:
         A :class:`TransferResult`.
     """
-    from .finetune import CONVERT_NORMS
+    from ..nn.norm.registry import conversion_target
 
+    if convert_norm is not None:
+        convert_norm = conversion_target(convert_norm, where="transfer", name="convert_norm").name
     start = time.perf_counter()
-    if convert_norm is not None and convert_norm not in CONVERT_NORMS:
-        raise InvalidParameterError(
-            f"transfer: convert_norm must be one of {CONVERT_NORMS} or None; got {convert_norm!r}."
-        )
     has_models = bool(models) if not isinstance(models, str) else bool(models.strip())
     use_zoo = bool(zoo) if zoo is not None else not has_models
     selection = select_models(

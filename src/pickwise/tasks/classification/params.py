@@ -9,7 +9,7 @@ from __future__ import annotations
 from torch import nn
 
 from ...engine.params import ParamGroup
-from ...nn.norm._learned import MIXTURE_LOGIT_NAMES
+from ...nn.norm.registry import MIXTURE_LOGIT_NAMES
 
 __all__ = ["is_norm_logit", "norm_logit_group"]
 
