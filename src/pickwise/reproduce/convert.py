@@ -33,8 +33,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..cli._format import format_table
 from ..utils.io import atomic_write_json, atomic_write_text
+from ..utils.table import format_table
 
 __all__ = ["add_arguments", "finetune_run", "measure_tradeoff", "photo_batch", "run", "summarize_runs"]
 

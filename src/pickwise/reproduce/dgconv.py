@@ -289,7 +289,7 @@ def run_reproduction(
 
 def run(args: argparse.Namespace) -> int:
     """Entry point of ``pickwise reproduce dgconv``."""
-    from ..cli._format import format_table
+    from ..utils.table import format_table
 
     kwargs: dict[str, Any] = {
         "train_subset": args.train_subset,

@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..cli._format import format_table
 from ..utils.io import atomic_write_json, atomic_write_text
+from ..utils.table import format_table
 
 __all__ = ["add_arguments", "evaluate_claims", "run"]
 

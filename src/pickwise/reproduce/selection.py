@@ -41,8 +41,8 @@ from typing import Any
 
 import numpy as np
 
-from ..cli._format import format_table
 from ..utils.io import atomic_write_json, atomic_write_text
+from ..utils.table import format_table
 
 __all__ = [
     "BOOTSTRAP_METRICS",
