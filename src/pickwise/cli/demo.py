@@ -94,31 +94,33 @@ def run_demo(
 ) -> list[dict[str, Any]]:
     """Train ``model`` once per norm and return one result row per norm."""
     from ..data import first_available_dataset
-    from ..engine.config import resolve_config
-    from ..engine.run import run_classification
+    from ..tasks.classification import run_classification
+    from ..tasks.classification.config import (
+        DataConfig,
+        ModelConfig,
+        OptimConfig,
+        RunConfig,
+        ScheduleConfig,
+        TrainConfig,
+        resolve_run_config,
+    )
 
     data = first_available_dataset("fashion-mnist", "mnist-5k")
     rows = []
     for norm in norms:
-        cfg = resolve_config(
-            overrides=[
-                f"model.name={model}",
-                f"model.norm={norm}",
-                f"data.name={data}",
-                f"data.train_subset={train_subset}",
-                f"data.test_subset={test_subset}",
-                f"data.batch_size={batch_size}",
-                f"train.epochs={epochs}",
-                f"train.seed={seed}",
-                "optim.lr=0.05",
-                "schedule.warmup_epochs=0.1",
-                f"output_dir={output_dir}",
-                f"name={model}-{norm}",
-                "train.tensorboard=false",
-            ]
+        cfg = resolve_run_config(
+            RunConfig(
+                name=f"{model}-{norm}",
+                output_dir=output_dir,
+                model=ModelConfig(name=model, norm=norm),
+                data=DataConfig(name=data, train_subset=train_subset, test_subset=test_subset, batch_size=batch_size),
+                optim=OptimConfig(lr=0.05),
+                schedule=ScheduleConfig(warmup_epochs=0.1),
+                train=TrainConfig(epochs=epochs, seed=seed, tensorboard=False),
+            )
         )
         start = time.perf_counter()
-        result = run_classification(cfg)
+        result = run_classification(cfg, overwrite=True)  # the demo re-runs into its own folder
         rows.append(
             {
                 "norm": norm,

@@ -17,6 +17,7 @@ with the same command.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import math
 import sys
@@ -85,34 +86,40 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--output-dir", default="runs/reproduce-norms")
 
 
-def _overrides(args: argparse.Namespace, norm: str, batch: int, data: str) -> list[str]:
-    items = [
-        f"model.name={args.model}",
-        f"model.norm={norm}",
-        f"data.name={data}",
-        f"data.batch_size={batch}",
-        f"data.train_subset={args.train_subset}",
-        f"data.test_subset={args.test_subset}",
-        f"train.epochs={args.epochs}",
-        f"train.seed={args.seed}",
-        f"optim.lr={_lr(args, batch)}",
-        "schedule.warmup_epochs=0.1",
-        "train.eval_every=0",
-        "train.tensorboard=false",
-        "train.log_every=50",
-        f"output_dir={Path(args.output_dir) / 'runs'}",
-        f"name={norm}-bs{batch}",
-    ]
+def _run_config(args: argparse.Namespace, norm: str, batch: int, data: str) -> Any:
+    """The typed run config of one (norm, batch size) arm."""
+    from ..tasks.classification.config import (
+        DataConfig,
+        ModelConfig,
+        OptimConfig,
+        RunConfig,
+        ScheduleConfig,
+        TrainConfig,
+        resolve_run_config,
+    )
+
+    model = ModelConfig(name=args.model, norm=norm)
+    optim = OptimConfig(lr=_lr(args, batch))
     if norm == "ssn":  # the official SSN recipe: logits at lr/10 without weight decay, logit gradients clipped to 1
-        items += ["optim.norm_logit_lr_mult=0.1", "optim.norm_logit_clip=1.0"]
+        optim = dataclasses.replace(optim, norm_logit_lr_mult=0.1, norm_logit_clip=1.0)
     elif _is_learned(norm):
-        items.append(f"optim.norm_logit_lr_mult={args.logit_lr_mult}")
+        optim = dataclasses.replace(optim, norm_logit_lr_mult=args.logit_lr_mult)
     if norm == "pn":  # population statistics lag the weights early on: normalize by the batch for the first epoch
         warmup = args.train_subset // batch
-        items += [f"model.gamma_decay={args.gamma_decay}", f"model.norm_kwargs.warmup_steps={warmup}"]
+        model = dataclasses.replace(model, gamma_decay=args.gamma_decay, norm_kwargs={"warmup_steps": warmup})
         if args.pn_clip_grad_norm:
-            items.append(f"optim.clip_grad_norm={args.pn_clip_grad_norm}")
-    return items
+            optim = dataclasses.replace(optim, clip_grad_norm=args.pn_clip_grad_norm)
+    return resolve_run_config(
+        RunConfig(
+            name=f"{norm}-bs{batch}",
+            output_dir=str(Path(args.output_dir) / "runs"),
+            model=model,
+            data=DataConfig(name=data, batch_size=batch, train_subset=args.train_subset, test_subset=args.test_subset),
+            optim=optim,
+            schedule=ScheduleConfig(warmup_epochs=0.1),
+            train=TrainConfig(epochs=args.epochs, seed=args.seed, eval_every=0, tensorboard=False, log_every=50),
+        )
+    )
 
 
 def _lr(args: argparse.Namespace, batch: int) -> float:
@@ -123,10 +130,9 @@ def _lr(args: argparse.Namespace, batch: int) -> float:
 def _train(args: argparse.Namespace, norm: str, batch: int, data: str) -> dict[str, Any]:
     import json
 
-    from ..engine.config import resolve_config
-    from ..engine.run import run_classification
+    from ..tasks.classification import run_classification
 
-    cfg = resolve_config(overrides=_overrides(args, norm, batch, data))
+    cfg = _run_config(args, norm, batch, data)
     run_dir = Path(cfg.output_dir) / str(cfg.name)
     results_file = run_dir / "results.json"
     if results_file.is_file():
