@@ -1,15 +1,23 @@
-"""Entry point: builds the argument parser from the subcommand modules and maps user errors to exit status 2."""
+"""Entry point: builds the argument parser from the subcommand modules and maps user errors to exit status 2.
+
+User errors (:class:`~pickwise.exceptions.PickwiseUserError`) print one line and exit 2. Two exceptions keep their
+traceback: a ``ShapeError`` raised inside ``pickwise.nn``, ``models``, ``metrics`` or ``engine`` (the CLI builds
+those inputs itself, so a wrong shape there is a pickwise bug), and any user error when ``PICKWISE_TRACEBACK=1``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import traceback
 import typing
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
 from .. import __version__
-from ..exceptions import PickwiseUserError
+from ..exceptions import PickwiseUserError, ShapeError
 from . import analyze, demo, listing, reproduce, select, transfer, zoo
 
 __all__ = ["build_parser", "main"]
@@ -41,6 +49,23 @@ def _task_registrars() -> list[typing.Callable[[typing.Any], None]]:
         module_name, _, function = target.partition(":")
         registrars.append(getattr(importlib.import_module(module_name), function or "add_parser"))
     return registrars
+
+
+# Packages whose inputs the CLI builds itself: a ShapeError raised there means pickwise fed its own layers or
+# accumulators a wrong tensor (a bug), not that the user gave something wrong.
+_INTERNAL_SHAPE_PACKAGES = ("nn", "models", "metrics", "engine")
+
+
+def _is_internal(err: BaseException) -> bool:
+    """True for a :class:`ShapeError` raised inside a layer, model, accumulator or the engine (keep its traceback)."""
+    if not isinstance(err, ShapeError) or err.__traceback__ is None:
+        return False
+    frames = traceback.extract_tb(err.__traceback__)
+    parts = Path(frames[-1].filename).parts
+    if "pickwise" not in parts:
+        return False
+    inner = parts[len(parts) - 1 - parts[::-1].index("pickwise") + 1 :]
+    return bool(inner) and inner[0] in _INTERNAL_SHAPE_PACKAGES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,6 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 warnings.showwarning = show_warning  # one line per warning, like errors
             return int(args.handler(args) or 0)
     except PickwiseUserError as err:
+        if _is_internal(err) or os.environ.get("PICKWISE_TRACEBACK", "") not in ("", "0"):
+            raise  # a bug (or a user who asked for the traceback): keep it
         print(f"pickwise: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
