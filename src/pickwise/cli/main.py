@@ -94,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
 
-    def show_warning(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+    def show_warning(message, category, filename, lineno, file=None, line=None):
         print(f"pickwise: warning: {message}", file=sys.stderr)
 
     try:

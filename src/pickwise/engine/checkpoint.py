@@ -106,8 +106,14 @@ def _python_rng_state() -> list[Any]:
 
 
 def _numpy_rng_state() -> dict[str, Any]:
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    return {"name": name, "keys": keys.tolist(), "pos": int(pos), "has_gauss": int(has_gauss), "cached": float(cached)}
+    name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    return {
+        "name": name,
+        "keys": np.asarray(keys).tolist(),
+        "pos": int(pos),
+        "has_gauss": int(has_gauss),
+        "cached": float(cached),
+    }
 
 
 def restore_host_rng(state: dict[str, Any], rng_torch: torch.Tensor | None, *, where: str | None = None) -> None:

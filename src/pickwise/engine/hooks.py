@@ -36,7 +36,7 @@ class SparsestmaxRadiusSchedule:
     """
 
     def __init__(self, model: nn.Module, final_radius: float = 1.0) -> None:
-        self.layers = [m for m in model.modules() if callable(getattr(m, "set_radius", None))]
+        self.layers: list[Any] = [m for m in model.modules() if callable(getattr(m, "set_radius", None))]
         self.final_radius = final_radius
 
     def __call__(self, trainer: Trainer) -> None:

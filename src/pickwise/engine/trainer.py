@@ -24,11 +24,11 @@ import copy
 import math
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Sized
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -232,7 +232,7 @@ class Trainer:
         self.steps_per_epoch = self._steps_of(self.sampler)
         if self.steps_per_epoch == 0:
             raise ConfigError(
-                f"config: the training set has {len(train_set)} samples, fewer than one optimizer step "
+                f"config: the training set has {len(cast(Sized, train_set))} samples, fewer than one optimizer step "
                 f"needs ({self._batch_key}={config.batch_size} x train.grad_accum_steps="
                 f"{config.train.grad_accum_steps}); lower the batch size"
             )
@@ -358,7 +358,7 @@ class Trainer:
                     )
                 raise CheckpointError(f"resume: no valid checkpoint in {self.checkpoint_dir}; start without --resume")
         else:
-            ckpt = load_checkpoint(source)
+            ckpt = load_checkpoint(cast("str | Path", source))  # True and False are handled above
             ckpt_id = ckpt.state.get("run_id")
             if run_id is not None and ckpt_id != run_id:
                 raise CheckpointError(
@@ -473,7 +473,7 @@ class Trainer:
         bad_loss: float | None = None
         for i, batch in enumerate(micro_batches):
             last = i == len(micro_batches) - 1
-            sync = nullcontext() if last or self.world_size == 1 else self.ddp_model.no_sync()
+            sync = nullcontext() if last or self.world_size == 1 else cast(Any, self.ddp_model).no_sync()
             with sync:
                 with self._autocast():
                     loss, stats = self.task.training_loss(self.ddp_model, batch, self.device, generator)
@@ -502,7 +502,7 @@ class Trainer:
                 for n, p in self.model.named_parameters()
                 if p.grad is not None and next((g for g in self.param_groups if g.select(n, p)), None) is spec
             ]
-            if params:
+            if params and spec.clip_grad_norm is not None:
                 torch.nn.utils.clip_grad_norm_(params, spec.clip_grad_norm)
         if cfg.optim.clip_grad_norm:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.optim.clip_grad_norm)
@@ -529,7 +529,7 @@ class Trainer:
         """
         if self.eval_set is None:
             return {}
-        sampler = ShardSampler(len(self.eval_set), self.world_size, self.rank)
+        sampler = ShardSampler(len(cast(Sized, self.eval_set)), self.world_size, self.rank)
         loader = DataLoader(
             self.eval_set,
             batch_size=max(1, self.config.eval_batch_size // self.world_size),

@@ -248,7 +248,7 @@ def all_keys(cls: type, prefix: str = "") -> list[str]:
     """Every dotted leaf key of the dataclass ``cls`` (nested dataclass fields expanded)."""
     keys = []
     for name, tp in typing.get_type_hints(cls).items():
-        if dataclasses.is_dataclass(tp):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             keys.extend(all_keys(tp, f"{prefix}{name}."))
         else:
             keys.append(f"{prefix}{name}")

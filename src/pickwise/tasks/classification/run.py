@@ -87,16 +87,22 @@ def norm_layer_from_config(model_cfg: ModelConfig) -> Any:
         return model_cfg.norm
     from ...nn.norm import get_norm_layer
 
-    return functools.partial(get_norm_layer(model_cfg.norm), **model_cfg.norm_kwargs)
+    layer = get_norm_layer(model_cfg.norm)
+    if layer is None:  # "none"/"" resolve to no layer; kwargs for it make no sense
+        raise ConfigError(f"config: model.norm_kwargs are set but model.norm={model_cfg.norm!r} names no layer")
+    return functools.partial(layer, **model_cfg.norm_kwargs)
 
 
 def _build_data(cfg: RunConfig) -> tuple[Any, Any, Any]:
     from ...data import create_dataset, get_dataset_info
 
     size = (cfg.data.image_size, cfg.data.image_size) if cfg.data.image_size else None
-    kwargs = {"root": cfg.data.root, "image_size": size, "seed": cfg.train.seed}
-    train = create_dataset(cfg.data.name, "train", subset=cfg.data.train_subset, **kwargs)
-    test = create_dataset(cfg.data.name, "test", subset=cfg.data.test_subset, **kwargs)
+    train = create_dataset(
+        cfg.data.name, "train", subset=cfg.data.train_subset, root=cfg.data.root, image_size=size, seed=cfg.train.seed
+    )
+    test = create_dataset(
+        cfg.data.name, "test", subset=cfg.data.test_subset, root=cfg.data.root, image_size=size, seed=cfg.train.seed
+    )
     info = getattr(train, "info", None) or get_dataset_info(cfg.data.name, root=cfg.data.root)
     return train, test, info
 
@@ -146,9 +152,10 @@ def _accepted_kwargs(fn: Callable[..., Any]) -> tuple[set[str], bool]:
         target = typing.get_type_hints(fn).get("return")
     except Exception:  # unresolvable annotations: accept anything, the constructor will tell
         return names, True
-    if not isinstance(target, type) or target.__init__ is object.__init__:
+    init = getattr(target, "__init__", None) if isinstance(target, type) else None
+    if init is None or init is object.__init__:
         return names, True
-    inner, open_ended = _accepted_kwargs(target.__init__)
+    inner, open_ended = _accepted_kwargs(init)
     return names | (inner - {"self"}), open_ended
 
 
@@ -222,7 +229,8 @@ def _data_geometry(cfg: RunConfig) -> tuple[Any, int, int, tuple[int, int]]:
     size = (cfg.data.image_size, cfg.data.image_size) if cfg.data.image_size else None
     if name in DATASETS:
         info = get_dataset_info(name, root=cfg.data.root)
-        return info, info.num_train, info.num_test, size or tuple(info.image_size)
+        height, width = info.image_size[-2:]
+        return info, info.num_train, info.num_test, size or (int(height), int(width))
     # an image folder (or an unknown name, for which get_dataset_info raises UnknownNameError/DataNotFoundError)
     folder = Path(name[len("folder:") :] if name.startswith("folder:") else name).expanduser()
     if name.lower() in ("folder", "image-folder", "imagefolder") and cfg.data.root:
