@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..utils.validation import count_or_all
 from ._format import format_selection
 
 __all__ = [
@@ -145,10 +146,10 @@ def runtime_options(*, output_dir: str, batch_help: str = "feature-extraction ba
 
 
 def finetune_from_args(args: argparse.Namespace) -> Any:
-    """:class:`~pickwise.selection.job.FinetuneOptions` from parsed fine-tuning flags (0 or less: all samples)."""
+    """:class:`~pickwise.selection.job.FinetuneOptions` from parsed fine-tuning flags (0: all samples)."""
     from ..selection.job import FinetuneOptions
 
-    subset = args.finetune_subset if args.finetune_subset and args.finetune_subset > 0 else None
+    subset = count_or_all("finetune_subset (--finetune-subset)", args.finetune_subset)
     return FinetuneOptions(
         epochs=args.finetune_epochs,
         train_subset=subset,

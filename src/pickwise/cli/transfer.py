@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..utils.validation import count_or_all
 from ._format import format_transfer
 from .select import candidate_options, finetune_options_parser, runtime_options, scoring_options, selection_kwargs
 
@@ -71,8 +72,8 @@ def _handler(args: argparse.Namespace) -> int:
         args.data,
         args.models,
         zoo=True if args.zoo is not None else None,
-        subset=None if args.subset == 0 else args.subset,
-        test_subset=None if args.test_subset == 0 else args.test_subset,
+        subset=count_or_all("subset (--subset)", args.subset),
+        test_subset=count_or_all("test_subset (--test-subset)", args.test_subset),
         runner_up=args.runner_up,
         convert_norm=args.convert_norm,
         **selection_kwargs(args),

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..exceptions import DataNotFoundError, InvalidParameterError, PickwiseUserError
+from ..utils.validation import count_or_all
 
 __all__ = ["candidate_list", "finetune_candidate", "load_split", "metric_names", "score_candidates"]
 
@@ -23,6 +24,7 @@ def load_split(data: str, split: str, subset: int | None = None, *, seed: int = 
     """``create_dataset(data, split, subset=...)`` with ``subset`` capped at the split's size (``None``/0: all)."""
     from ..data import create_dataset, get_dataset_info
 
+    subset = count_or_all("subset", subset)
     if subset:
         try:
             info = get_dataset_info(data)

@@ -11,7 +11,24 @@ from typing import Any
 
 from ..exceptions import InvalidParameterError
 
-__all__ = ["check_finite", "iter_nonfinite"]
+__all__ = ["check_finite", "count_or_all", "iter_nonfinite"]
+
+
+def count_or_all(name: str, value: int | None) -> int | None:
+    """The one rule for "how many samples": ``None`` or 0 mean all of them (``None``), a positive int that many.
+
+    Raises:
+        InvalidParameterError: For a negative or non-integer count.
+
+    Example:
+        >>> count_or_all("subset", 0), count_or_all("subset", 500)
+        (None, 500)
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidParameterError(f"{name} must be a whole number >= 0 (0: all samples); got {value!r}")
+    return value or None
 
 
 def check_finite(name: str, value: Any, *, error: type[InvalidParameterError] = InvalidParameterError) -> Any:
