@@ -392,6 +392,7 @@ PINNED: dict[str, tuple[str, ...]] = {
     ),
     "pickwise.utils.validation": (
         "check_finite",
+        "count_or_all",
         "iter_nonfinite",
     ),
     "pickwise.zoo": (
