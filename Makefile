@@ -27,7 +27,7 @@ help:
 	@echo "make demo   - set up .venv and run the main job on embedded data"
 	@echo "make test   - set up .venv (with dev tools) and run the test suite"
 	@echo "make bench  - run the benchmarks (results in benchmarks/results/)"
-	@echo "make lint   - ruff"
+	@echo "make lint   - ruff + mypy"
 	@echo "make fashion-mnist - fetch the Fashion-MNIST IDX files into $(FMNIST_CACHE) (no root; done by make test)"
 
 $(BIN)/python:

@@ -60,6 +60,7 @@ class SkipSampler(Sampler[int]):
         return itertools.islice(iter(self.sampler), self.start, None)
 
     def __len__(self) -> int:
+        # torch's Sampler stub declares no __len__; the wrapped sampler is sized
         return max(0, len(self.sampler) - self.start)  # type: ignore[arg-type]
 
 

@@ -54,7 +54,7 @@ from .progress import make_progress
 from .rundir import RunLock, new_run_id, read_run_id, write_run_info
 from .sampler import SamplerFactory, ShardSampler, SkipSampler, resumable_sampler_factory
 from .schedule import lr_at_step
-from .task import Task, task_log_row, task_param_groups, uses_accumulators
+from .task import LegacyTask, Task, task_log_row, task_param_groups, uses_accumulators
 from .trainer_config import FLOAT32_MAX, TrainerConfig, diff_configs
 
 __all__ = ["TrainResult", "Trainer", "as_trainer_config", "build_optimizer"]
@@ -257,6 +257,7 @@ class Trainer:
         )
 
     def _steps_of(self, sampler: Sampler[int]) -> int:
+        # torch's Sampler stub declares no __len__; every sampler the factory may return is sized
         return len(sampler) // self.local_batch // self.config.train.grad_accum_steps  # type: ignore[arg-type]
 
     def steps_in_epoch(self, epoch: int) -> int:
@@ -548,17 +549,18 @@ class Trainer:
                     acc.to(self.device)  # nccl reduces device tensors
                 acc.sync()
             return dict(task.compute(accumulators))
+        legacy = cast(LegacyTask, self.task)  # a task of the first protocol: scalar sums + finalize
         totals: dict[str, torch.Tensor] = {}
         for batch in loader:
             with self._autocast():
-                stats = self.task.evaluation_sums(self.model, batch, self.device)  # type: ignore[attr-defined]
+                stats = legacy.evaluation_sums(self.model, batch, self.device)
             for key, value in stats.items():
                 totals[key] = totals.get(key, torch.zeros((), dtype=torch.float64, device=self.device)) + value
         keys = sorted(totals)
         if not keys:
             return {}
         packed = all_reduce_sum(torch.stack([totals[k].double() for k in keys]))
-        return self.task.finalize({k: float(v) for k, v in zip(keys, packed.tolist())})  # type: ignore[attr-defined]
+        return legacy.finalize({k: float(v) for k, v in zip(keys, packed.tolist())})
 
     def fit(self, resume: str | Path | bool | None = None) -> TrainResult:
         """Run (or continue) training to ``total_steps``; returns the final evaluation.
