@@ -118,6 +118,7 @@ def _worker(rank: int, world: int, port: int, logits: torch.Tensor, targets: tor
             out["acc"] = acc.compute()
             out["cm"] = cm.compute()
             out["mean"] = mean.compute()
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 

@@ -4,6 +4,7 @@ compatibility names of the engine, and the CLI table."""
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 import socket
 import warnings
@@ -62,13 +63,17 @@ def _eval_worker(rank: int, world: int, port: int, folder: str, out: dict) -> No
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world)
+    trainer = None
     try:
         task = _Keep(num_classes=4)
         trainer = Trainer(_trainer_config(), _model(), _data(), _data(), task, folder, torch.device("cpu"))
         metrics = trainer.evaluate()
         if rank == 0:
             out["metrics"], out["matrix"] = metrics, task.matrix
+        dist.barrier()  # no rank tears the group down while the other still talks to it
     finally:
+        del trainer  # the DDP wrapper holds the process group: release it before destroying the group
+        gc.collect()
         dist.destroy_process_group()
 
 
