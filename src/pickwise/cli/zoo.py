@@ -13,8 +13,8 @@ __all__ = ["add_parser"]
 # measured with OMP_NUM_THREADS=1 on the 2-core CPU machine shared with five other jobs (2.8 and 11.6 min; see
 # docs/selection.md); a free machine is faster
 QUICK_COUNT = 8
-QUICK_TIME_TEXT = "about 2.5 min on 2 shared cores"
-FULL_TIME_TEXT = "about 12 min on 2 shared cores"
+QUICK_TIME_TEXT = "about 0.3 min on an idle 2-core CPU, 3 min measured with the cores shared"
+FULL_TIME_TEXT = "about 2.3 min on an idle 2-core CPU, 12 min measured with the cores shared"
 
 
 def add_parser(subparsers: Any) -> None:
