@@ -1,6 +1,7 @@
 """Metrics as pure functions plus additive accumulators (``update`` / ``merge`` / ``sync`` / ``compute``).
 
-Modules hold one family each and import no task: ``classification`` (top-k accuracy, mean, confusion matrix).
+Modules hold one family each and import no task: ``classification`` (top-k accuracy, mean, confusion matrix),
+``retrieval`` (re-ID CMC, mAP and mINP with the same-camera protocol).
 The accumulators' states are sums of int64/float64 tensors, so a distributed evaluation summed with ``sync()``
 equals the single-process result.
 
@@ -22,13 +23,16 @@ from .classification import (
     confusion_matrix,
     topk_correct,
 )
+from .retrieval import RankResult, evaluate_rank
 
 __all__ = [
     "Accumulator",
     "ConfusionMatrix",
     "MeanMetric",
+    "RankResult",
     "TopKAccuracy",
     "balanced_accuracy",
     "confusion_matrix",
+    "evaluate_rank",
     "topk_correct",
 ]
