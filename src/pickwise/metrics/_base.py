@@ -14,6 +14,7 @@ The engine calls ``sync()`` once at the end of evaluation; a task never reduces 
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any
 
 import torch
@@ -23,7 +24,7 @@ from ..utils.distributed import all_reduce_sum, is_dist_avail_and_initialized
 __all__ = ["Accumulator"]
 
 
-class Accumulator:
+class Accumulator(ABC):
     """Base class of additive metric accumulators.
 
     Subclasses declare their state in ``__init__`` through :meth:`add_state` and implement ``update`` and
@@ -62,13 +63,13 @@ class Accumulator:
             )
         self._state[name] = current + value.detach().to(device=current.device, dtype=current.dtype)
 
-    def update(self, *args: Any, **kwargs: Any) -> None:  # pragma: no cover - interface
+    @abstractmethod
+    def update(self, *args: Any, **kwargs: Any) -> None:
         """Add one batch to the state."""
-        raise NotImplementedError
 
-    def compute(self) -> Any:  # pragma: no cover - interface
+    @abstractmethod
+    def compute(self) -> Any:
         """The metric value(s) of everything added so far."""
-        raise NotImplementedError
 
     def merge(self, other: Accumulator) -> Accumulator:
         """Add ``other``'s state to this one (same class and configuration); returns ``self``."""

@@ -7,6 +7,7 @@ before pooling), ``forward_head(x, pre_logits=False)``, ``get_classifier``/``res
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any
 
 import torch
@@ -79,7 +80,7 @@ def zero_init_norm(norm: nn.Module) -> None:
         nn.init.zeros_(weight)
 
 
-class ClassifierModel(nn.Module):
+class ClassifierModel(nn.Module, ABC):
     """Base class of pickwise image classifiers (the common timm-style interface).
 
     Subclasses set ``num_classes``, ``num_features`` and ``in_chans`` and implement :meth:`forward_features`,
@@ -99,21 +100,21 @@ class ClassifierModel(nn.Module):
         """Alias of ``pretrained_cfg`` (timm's older name)."""
         return self.pretrained_cfg
 
+    @abstractmethod
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Return the last feature map, shape ``(N, num_features, H', W')``, before pooling."""
-        raise NotImplementedError
 
+    @abstractmethod
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Pool and flatten a feature map; return ``(N, num_features)`` if ``pre_logits`` else the logits."""
-        raise NotImplementedError
 
+    @abstractmethod
     def get_classifier(self) -> nn.Module:
         """Return the final classification layer (``nn.Identity`` when ``num_classes == 0``)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def reset_classifier(self, num_classes: int) -> None:
         """Replace the classifier with a freshly initialized one with ``num_classes`` outputs (0: identity)."""
-        raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Return logits, shape ``(N, num_classes)`` (pooled features when ``num_classes == 0``)."""
