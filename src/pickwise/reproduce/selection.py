@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from ..utils.io import atomic_write_json, atomic_write_text
+from ..utils.io import atomic_write_json, atomic_write_text, strict_json_dumps
 from ..utils.table import format_table
 
 __all__ = [
@@ -136,7 +136,7 @@ def _slug(name: str) -> str:
 
 
 def _key(payload: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return hashlib.sha256(strict_json_dumps(payload, indent=None, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def _load(path: Path, key: str) -> dict[str, Any] | None:

@@ -11,7 +11,6 @@ with their pretrained weights.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..exceptions import DataFormatError, DataNotFoundError, InvalidParameterError
-from ..utils.io import sha256_file
+from ..utils.io import sha256_file, strict_json_dumps
 
 __all__ = [
     "CandidateInput",
@@ -385,7 +384,7 @@ def extract_features(
     path = None
     random_unseeded = cand.kind == "registry" and not cand.pretrained and "init_seed" not in cand.record
     if cache_dir is not None and isinstance(model, str) and not random_unseeded:
-        key = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:16]
+        key = hashlib.sha256(strict_json_dumps(meta, indent=None, sort_keys=True).encode()).hexdigest()[:16]
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{name}-{meta['dataset']}-{meta['split']}")
         path = Path(cache_dir) / f"{safe}-{key}.safetensors"
         if path.exists():
@@ -412,6 +411,8 @@ def extract_features(
 
         path.parent.mkdir(parents=True, exist_ok=True)
         save_file(
-            {"features": feats, "targets": targets}, str(path), metadata={"pickwise": json.dumps(meta, sort_keys=True)}
+            {"features": feats, "targets": targets},
+            str(path),
+            metadata={"pickwise": strict_json_dumps(meta, indent=None, sort_keys=True)},
         )
     return feats, targets

@@ -27,7 +27,7 @@ from typing import Any, TextIO
 import torch
 from safetensors.torch import save_file
 
-from ..utils.io import atomic_write_json, sha256_file
+from ..utils.io import atomic_write_json, sha256_file, strict_json_dumps
 from ..utils.seed import seed_everything
 from .spec import DEFAULT_ZOO, RETRY_EPOCHS_FACTOR, RETRY_LR_FACTOR, ZooEntry, accuracy_floor, entry_settings
 from .store import list_zoo
@@ -172,7 +172,7 @@ def _train_entry(
         import json
 
         try:
-            same = json.loads(settings_file.read_text()) == json.loads(json.dumps(settings))
+            same = json.loads(settings_file.read_text()) == json.loads(strict_json_dumps(settings))
         except (OSError, ValueError):
             same = False
         if not same:
