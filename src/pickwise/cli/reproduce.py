@@ -19,6 +19,9 @@ TOPICS: dict[str, tuple[str, str]] = {
     ),
     "dgconv": ("pickwise.reproduce.dgconv", "learned vs fixed channel groups (DGConv / G-ResNeXt)"),
     "selection": ("pickwise.reproduce.selection", "EMMS, LogME and baselines ranked against fine-tuned accuracy"),
+    "reid": ("pickwise.reproduce.reid", "MSTAT vs frame-averaged baselines and its ablations on reid-synth"),
+    "adaseg": ("pickwise.reproduce.adaseg", "ADA-MCU vs random/entropy/RIPU acquisition at equal pixel budgets"),
+    "isp": ("pickwise.reproduce.isp", "classical ISP vs U-Net, PyNET, MW-ISPNet- and AWNet-style on embedded RAW pairs"),
 }
 
 

@@ -16,7 +16,7 @@ import importlib
 
 __all__ = ["TASKS", "cli_commands"]
 
-TASKS: tuple[str, ...] = ("classification",)
+TASKS: tuple[str, ...] = ("classification", "reid", "adaseg", "isp")
 
 
 def cli_commands() -> dict[str, str]:

@@ -1,0 +1,5 @@
+"""Active domain adaptation for semantic segmentation: ADA-MCU (ACCV 2022), acquisition, contrastive units, CLI."""
+
+from __future__ import annotations
+
+CLI_COMMANDS: dict[str, str] = {}
