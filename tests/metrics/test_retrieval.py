@@ -75,3 +75,13 @@ def test_bad_input_is_one_clear_error():
         evaluate_rank(dist, qp, gp, qc, gc, max_rank=0)
     with pytest.raises(DataFormatError, match="no query"):
         evaluate_rank(dist, qp + 1000, gp, qc, gc)
+
+
+def test_more_bad_input_gallery_lengths_and_empty_sides():
+    dist, qp, gp, qc, gc = _random_case(3)
+    with pytest.raises(ShapeError, match="g_pids/g_camids"):
+        evaluate_rank(dist, qp, gp, qc, gc[:-2])
+    with pytest.raises(ShapeError, match="at least one query"):
+        evaluate_rank(dist[:, :0], qp, gp[:0], qc, gc[:0])
+    with pytest.raises(InvalidParameterError, match="numeric"):
+        evaluate_rank(dist, np.array(["a"] * len(qp), dtype=object), gp, qc, gc)
