@@ -1,0 +1,146 @@
+"""Multi-level contrastive units: InfoNCE and centre contrast vs naive float64 loops, gradcheck, missing classes."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from pickwise.tasks.adaseg.contrastive import (
+    MCUConfig,
+    MultiLevelContrastiveLoss,
+    cap_per_class,
+    centre_contrast,
+    class_centres,
+    correlation_weights,
+    downsample_labels,
+    pixel_info_nce,
+)
+
+
+def _naive_pp(za, ya, zk, yk, tau, w, same):
+    total, anchors = 0.0, 0
+    for i in range(len(ya)):
+        pos = [p for p in range(len(yk)) if yk[p] == ya[i] and not (same and p == i)]
+        neg = [n for n in range(len(yk)) if yk[n] != ya[i]]
+        if not pos:
+            continue
+        acc = 0.0
+        for p in pos:
+            sp = math.exp(float(za[i] @ zk[p]) / tau)
+            sn = sum(float(w[ya[i], yk[n]]) * math.exp(float(za[i] @ zk[n]) / tau) for n in neg)
+            acc += -math.log(sp / (sp + sn))
+        total += acc / len(pos)
+        anchors += 1
+    return total / anchors if anchors else 0.0
+
+
+def _naive_cc(cu, pu, cv, pv, tau, w):
+    terms = []
+    for k in range(len(pu)):
+        if not (pu[k] and pv[k]):
+            continue
+        num = math.exp(float(cu[k] @ cv[k]) / tau)
+        den = sum(
+            (1.0 if j == k else float(w[k, j])) * math.exp(float(cu[k] @ cv[j]) / tau) for j in range(len(pv)) if pv[j]
+        )
+        terms.append(-math.log(num / den))
+    return sum(terms) / len(terms) if terms else 0.0
+
+
+def _data(n=12, m=10, d=5, k=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    za = F.normalize(torch.randn(n, d, generator=g, dtype=torch.float64), dim=1)
+    zk = F.normalize(torch.randn(m, d, generator=g, dtype=torch.float64), dim=1)
+    ya = torch.randint(0, k, (n,), generator=g)
+    yk = torch.randint(0, k, (m,), generator=g)
+    w = correlation_weights(torch.rand(k, k, generator=g, dtype=torch.float64), alpha=1.5)
+    return za, ya, zk, yk, w
+
+
+def test_pixel_info_nce_matches_naive_loop():
+    za, ya, zk, yk, w = _data()
+    for tau in (0.1, 0.5):
+        got = pixel_info_nce(za, ya, zk, yk, tau, w)
+        assert abs(got.item() - _naive_pp(za, ya, zk, yk, tau, w, False)) < 1e-9
+        got_same = pixel_info_nce(za, ya, za, ya, tau, w, same=True)
+        assert abs(got_same.item() - _naive_pp(za, ya, za, ya, tau, w, True)) < 1e-9
+    ones = torch.ones_like(w)
+    assert abs(pixel_info_nce(za, ya, zk, yk, 0.2).item() - _naive_pp(za, ya, zk, yk, 0.2, ones, False)) < 1e-9
+
+
+def test_centre_contrast_matches_naive_loop_with_missing_classes():
+    za, ya, zk, yk, w = _data(k=5)
+    ya[ya == 3] = 0  # class 3 missing on the anchor side, 4 possibly elsewhere
+    yk[yk == 1] = 2  # class 1 missing on the key side
+    cu, pu = class_centres(za, ya, 5)
+    cv, pv = class_centres(zk, yk, 5)
+    got = centre_contrast(cu, pu, cv, pv, 0.1, w)
+    assert abs(got.item() - _naive_cc(cu, pu, cv, pv, 0.1, w)) < 1e-9
+    # centres: normalised means
+    for k in range(5):
+        if pu[k]:
+            torch.testing.assert_close(cu[k], F.normalize(za[ya == k].mean(0), dim=0))
+
+
+def test_gradcheck_info_nce_and_centre_contrast():
+    za, ya, zk, yk, w = _data(n=6, m=5, d=3, k=3, seed=1)
+    za.requires_grad_(True)
+    zk.requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda a, b: pixel_info_nce(a, ya, b, yk, 0.3, w), (za, zk))
+    assert torch.autograd.gradcheck(lambda a: pixel_info_nce(a, ya, a, ya, 0.3, w, same=True), (za,))
+    cu = F.normalize(torch.randn(3, 3, dtype=torch.float64), dim=1).requires_grad_(True)
+    cv = F.normalize(torch.randn(3, 3, dtype=torch.float64), dim=1).requires_grad_(True)
+    present = torch.tensor([True, False, True])
+    assert torch.autograd.gradcheck(
+        lambda a, b: centre_contrast(a, present, b, torch.ones(3, dtype=torch.bool), 0.3, w), (cu, cv)
+    )
+
+
+def test_no_positive_or_no_class_gives_exact_zero_and_finite_grad():
+    z = F.normalize(torch.randn(4, 3), dim=1).requires_grad_(True)
+    y = torch.tensor([0, 1, 2, 3])  # every anchor alone in its class
+    loss = pixel_info_nce(z, y, z, y, 0.1, same=True)
+    loss.backward()
+    assert loss.item() == 0.0 and torch.isfinite(z.grad).all()
+    cu, pu = class_centres(z.detach(), y, 6)
+    assert centre_contrast(cu, pu, cu, torch.zeros(6, dtype=torch.bool), 0.1).item() == 0.0
+
+
+def test_module_handles_missing_classes_and_updates_state():
+    torch.manual_seed(0)
+    k, d = 4, 6
+    mod = MultiLevelContrastiveLoss(
+        k, d, MCUConfig(bank_size=5, anchors_per_class=3, max_keys=7, correlation="confusion")
+    )
+    fs = torch.randn(2, d, 4, 4, requires_grad=True)
+    ft = torch.randn(2, d, 4, 4, requires_grad=True)
+    ls = torch.randint(0, 2, (2, 4, 4))  # classes 2, 3 absent from the source
+    lt = torch.full((2, 4, 4), 255)
+    loss, parts = mod(fs, ls, ft, lt, probs_src=torch.softmax(torch.randn(2, k, 4, 4), 1))
+    assert loss.item() == 0.0  # no target labels: nothing to contrast, and no NaN
+    loss.backward()
+    lt[0, :2] = 3
+    lt[1, 2:] = 1
+    loss, parts = mod(fs, ls, ft, lt)
+    assert (
+        torch.isfinite(loss)
+        and loss.item() > 0
+        and set(parts) == {f"{a}_{b}" for a in ("cc", "pp") for b in ("intra", "cross", "domain")}
+    )
+    assert mod.seen_src.tolist() == [1, 1, 0, 0] and mod.seen_tgt.tolist() == [0, 1, 0, 1]
+    assert mod.bank_count.tolist() == [0, 3, 0, 3]  # the capped anchors (3 per class and image) enter the bank
+    mod(fs, ls, ft, lt)
+    assert mod.bank_count.tolist() == [0, 5, 0, 5]  # capped at bank_size
+    assert torch.allclose(mod.centres_tgt[1].norm(), torch.tensor(1.0))
+    assert (mod.confusion[:2].sum(1) > 0).all() and (mod.confusion[2:] == 0).all()
+
+
+def test_cap_per_class_and_downsample_labels():
+    y = torch.tensor([0] * 10 + [1] * 2 + [3] * 5)
+    idx = cap_per_class(y, 4, torch.Generator().manual_seed(0))
+    assert torch.bincount(y[idx], minlength=4).tolist() == [4, 2, 0, 4] and len(set(idx.tolist())) == 10
+    lab = torch.tensor([[[0, 0, 1, 2], [0, 255, 1, 2], [3, 3, 2, 2], [3, 3, 2, 2]]])
+    out = downsample_labels(lab, (2, 2), 4, min_ratio=0.75)
+    assert out.tolist() == [[[0, 255], [3, 2]]]  # 3/4 zeros kept; a 2/4 tie -> ignore
