@@ -341,6 +341,8 @@ def test_input_validation_messages():
         _small(num_stages=4)
     with pytest.raises(InvalidParameterError, match="stage_depths"):
         _small(stage_depths=(2, 2, 2))
+    with pytest.raises(InvalidParameterError, match="depth >= 3"):
+        _small(depth=2)
     with pytest.raises(InvalidParameterError, match="pretrained_file"):
         create_model("mstat_tiny", pretrained=True, num_classes=3)
 

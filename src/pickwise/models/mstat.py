@@ -521,9 +521,12 @@ class MSTAT(nn.Module):
         if stage_heads is None:
             stage_heads = default_stage_heads(num_stages, use_aap, use_iap)
         stage_heads = tuple(stage_heads)
-        if not 1 <= len(stage_heads) <= depth or any(k not in HEAD_KINDS for k in stage_heads):
+        if not stage_heads or any(k not in HEAD_KINDS for k in stage_heads):
+            raise InvalidParameterError(f"{where}: stage_heads must be kinds from {HEAD_KINDS}; got {stage_heads!r}")
+        if len(stage_heads) > depth:
             raise InvalidParameterError(
-                f"{where}: stage_heads must be 1..depth kinds from {HEAD_KINDS}; got {stage_heads!r}"
+                f"{where}: {len(stage_heads)} stages need depth >= {len(stage_heads)} (one block each); got "
+                f"depth={depth}. Lower num_stages or raise depth."
             )
         num_stages = len(stage_heads)
         if stage_depths is None:
