@@ -405,8 +405,8 @@ def run_active_learning(
 
 def _proj_dim(net: nn.Module, pool: Dataset, device: torch.device) -> int:
     """The projection size ``P`` of ``net``'s features (``proj_dim`` attribute, else one forward pass; 0: none)."""
-    dim = getattr(net, "proj_dim", None)
-    if isinstance(dim, int):
+    dim = getattr(net, "feature_channels", None) or getattr(net, "proj_dim", None)
+    if isinstance(dim, int) and dim > 0:
         return dim
     with torch.no_grad():
         was = net.training
