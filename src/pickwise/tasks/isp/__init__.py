@@ -2,4 +2,4 @@
 
 from __future__ import annotations
 
-CLI_COMMANDS: dict[str, str] = {}
+CLI_COMMANDS: dict[str, str] = {"isp": "pickwise.tasks.isp.cli:add_parser"}
