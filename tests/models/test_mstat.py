@@ -399,3 +399,58 @@ def test_reid_mobilenet_v2_matches_a_separate_mobilenet(mbv2_state):
     assert m.embed_dim == 1280
     out = m.train()(x)
     assert [lg.shape for lg in out["logits"]] == [(2, 4)] and [f.shape for f in out["features"]] == [(2, 1280)]
+
+
+def test_grad_checkpointing_gives_the_same_outputs_and_gradients():
+    x = _clip()
+    plain, ckpt = _small(shuffle_prob=0.0), _small(shuffle_prob=0.0)
+    ckpt.set_grad_checkpointing()
+    out_a, out_b = plain(x), ckpt(x)
+    sum(f.sum() for f in out_a["features"]).backward()
+    sum(f.sum() for f in out_b["features"]).backward()
+    torch.testing.assert_close(out_a["features"][2], out_b["features"][2])
+    for (name, a), b in zip(plain.named_parameters(), ckpt.parameters(), strict=True):
+        if a.grad is not None:
+            torch.testing.assert_close(a.grad, b.grad, msg=name)
+
+
+def test_clip_length_other_than_seq_len_interpolates_the_temporal_embedding():
+    m = _small()
+    assert m.time_embed_for(3) is m.time_embed
+    with torch.no_grad():
+        m.time_embed.copy_(torch.tensor([0.0, 1.0, 2.0])[None, :, None].expand(1, 3, 16))
+    te = m.time_embed_for(6)
+    ref = F.interpolate(torch.tensor([[[0.0, 1.0, 2.0]]]), size=6, mode="linear", align_corners=False)
+    torch.testing.assert_close(te[0, :, 0], ref[0, 0])
+    assert m.eval()(_clip(t=6)).shape == (2, 48)
+
+
+def test_bnneck_norm_layer_choices():
+    from pickwise.nn.norm import SwitchNorm1d
+
+    assert isinstance(_small(norm_layer="sn").necks[0].bn, SwitchNorm1d)
+    assert isinstance(_small().necks[0].bn, torch.nn.BatchNorm1d)
+    with pytest.raises(InvalidParameterError, match="1-d variant"):
+        _small(norm_layer="gn")
+
+
+@pytest.mark.slow
+def test_docstring_parameter_table_matches_the_models():
+    """The module docstring's table was measured; rebuild every model and compare (builds the 151 M mstat_base)."""
+    import re
+
+    rows = re.findall(r"^``(\w+)``\s+\S+\s+\S+\s+\S+\s+\S+\s+\S+\s+([\d,]+)\s+(\d+)", M.__doc__, flags=re.M)
+    assert {r[0] for r in rows} == {
+        "mstat_tiny",
+        "mstat_small",
+        "mstat_base",
+        "vit_frame_avg_tiny",
+        "reid_mobilenet_v2",
+    }
+    for name, params, embed_dim in rows:
+        if name == "reid_mobilenet_v2" and not HAS_MBV2:
+            continue
+        m = create_model(name, num_classes=625, num_cameras=6, seq_len=8)
+        assert sum(p.numel() for p in m.parameters()) == int(params.replace(",", "")), name
+        assert m.embed_dim == int(embed_dim), name
+        del m

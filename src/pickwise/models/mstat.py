@@ -49,6 +49,12 @@ Architecture (what the abstract states, then how it is realised here):
    the closest verified relatives are VID-Trans-ReID's TCSS and TransReID's ``shuffle_unit``). It is applied to the
    patch tokens before the position and temporal embeddings, so a shuffled token takes the time slot it lands in.
 
+Not implemented (options the notes list, left out until the paper's method section can be checked): feeding the
+proxies back as extra tokens into the next stage, a diversity loss between attribute proxies, and proxies tied to
+the identity-classifier weights. Input normalisation: the re-ID data pipeline uses ImageNet mean/std; Google/timm
+augreg ViT weights were trained with mean = std = 0.5 (TransReID normalises with 0.5), so a run that loads them may
+prefer that normalisation.
+
 Ablation switches: ``use_aap=False`` (AAP heads become ``"cls"``; AAP+IAP becomes IAP), ``use_iap=False``
 (symmetric), ``shuffle_prob=0`` (no shuffling), ``num_stages`` in 1..3 (the last ``num_stages`` heads of
 AAP, IAP, AAP+IAP; one BNNeck and one logits tensor per stage), ``attention="joint"`` vs ``"divided"``.
@@ -570,7 +576,19 @@ class MSTAT(nn.Module):
         if len(weights) != num_stages:
             raise InvalidParameterError(f"{where}: stage_loss_weights needs {num_stages} values; got {weights!r}")
         self.stage_loss_weights = weights
+        self.grad_checkpointing = False
         self._init_weights()
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block's activations in the backward pass (timm's name): less memory, about 1/3 more time."""
+        self.grad_checkpointing = bool(enable)
+
+    def _run_block(self, blk: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+        if self.grad_checkpointing and self.training and torch.is_grad_enabled():
+            from torch.utils.checkpoint import checkpoint
+
+            return checkpoint(blk, tokens, use_reentrant=False)
+        return blk(tokens)
 
     @torch.no_grad()
     def _init_weights(self) -> None:
@@ -626,7 +644,7 @@ class MSTAT(nn.Module):
         check_clip("MSTAT", x, camids, in_chans=self.in_chans, num_cameras=self.num_cameras or None)
         tokens = self.embed(x, camids)
         for blk in self.blocks:
-            tokens = blk(tokens)
+            tokens = self._run_block(blk, tokens)
         return self.stage_norms[-1](tokens)
 
     def forward_stages(self, x: torch.Tensor, camids: torch.Tensor | None = None) -> list[StageOutput]:
@@ -636,7 +654,7 @@ class MSTAT(nn.Module):
         outs = []
         for (start, end), norm, head in zip(self.stage_ranges, self.stage_norms, self.heads, strict=True):
             for blk in self.blocks[start:end]:
-                tokens = blk(tokens)
+                tokens = self._run_block(blk, tokens)
             outs.append(head(norm(tokens)))
         return outs
 
