@@ -84,7 +84,9 @@ def evaluate_rank(
 ) -> RankResult:
     """CMC, mAP and mINP of a query × gallery distance matrix (smaller is more similar).
 
-    Vectorized over chunks of ``chunk_size`` queries: memory is ``O(chunk_size × G)``, never ``Q × G × G``.
+    Vectorized over chunks of ``chunk_size`` queries: extra memory is ``O(chunk_size × G)`` (the distances are
+    converted to float64 one chunk at a time; a float32 or memory-mapped ``distmat`` is never copied whole), never
+    ``Q × G × G``.
 
     Args:
         distmat: ``(Q, G)`` distances (numpy or torch, any device).
@@ -103,7 +105,7 @@ def evaluate_rank(
         DataFormatError: NaN distances, or no query with a valid match.
         InvalidParameterError: ``max_rank`` or ``chunk_size`` < 1.
     """
-    dist = _as_numpy(distmat, "distmat").astype(np.float64, copy=False)
+    dist = _as_numpy(distmat, "distmat")  # converted to float64 chunk by chunk (a Q x G float64 copy can be GiBs)
     qp, gp = _as_numpy(q_pids, "q_pids").reshape(-1), _as_numpy(g_pids, "g_pids").reshape(-1)
     qc, gc = _as_numpy(q_camids, "q_camids").reshape(-1), _as_numpy(g_camids, "g_camids").reshape(-1)
     if dist.ndim != 2:
@@ -120,15 +122,16 @@ def evaluate_rank(
     for name, value in (("max_rank", max_rank), ("chunk_size", chunk_size)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise InvalidParameterError(f"evaluate_rank: {name} must be an integer >= 1; got {value!r}")
-    if np.isnan(dist).any():
-        raise DataFormatError("evaluate_rank: distmat contains NaN; check the features (a NaN embedding?)")
     max_rank = min(int(max_rank), num_g)
     cmc_sum = np.zeros(max_rank, dtype=np.float64)
     ap_sum = inp_sum = 0.0
     valid = 0
     for start in range(0, num_q, chunk_size):
         stop = min(start + chunk_size, num_q)
-        order = np.argsort(dist[start:stop], axis=1, kind="stable")
+        block = dist[start:stop].astype(np.float64, copy=False)
+        if np.isnan(block).any():
+            raise DataFormatError("evaluate_rank: distmat contains NaN; check the features (a NaN embedding?)")
+        order = np.argsort(block, axis=1, kind="stable")
         match = gp[order] == qp[start:stop, None]
         keep = ~(match & (gc[order] == qc[start:stop, None]))
         # drop removed items by pushing them to the end of each row, preserving the order of the kept ones
