@@ -159,20 +159,24 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _add_extract(sub: Any) -> None:
     p = sub.add_parser(
         "extract",
-        help="cut person tracklets out of a video into a MARS-layout folder (or run the retrieval demo)",
+        help="cut person tracklets out of a video into a MARS-layout folder (--demo: retrieval demo)",
         description="Detect and track people in a video and write their crops as MARS-layout tracklets "
-        "(pickwise.tasks.reid.video.extract_tracklets); with --demo, run the retrieval demo instead.",
+        "(pickwise.tasks.reid.video.extract_tracklets). With --demo, also embed the tracklets with ImageNet "
+        "features and rank first-half queries against the second half (demo_video_retrieval; not a benchmark).",
     )
-    p.add_argument("video", nargs="?", help="input video file")
-    p.add_argument("out_root", nargs="?", help="output folder (MARS layout)")
-    p.add_argument("--demo", action="store_true", help="run the retrieval demo (pickwise.tasks.reid.video.demo)")
+    p.add_argument("video", help="input video file (any format OpenCV decodes)")
+    p.add_argument("out_root", help="output folder")
+    p.add_argument("--demo", action="store_true", help="run the retrieval demo (ranked_gallery.png, summary.json)")
+    p.add_argument("--every", type=int, help="process every N-th frame")
+    p.add_argument("--max-frames", type=int, help="read at most this many frames")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     p.add_argument(
         "--set",
         dest="options",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="extra keyword argument of the library function (YAML value), repeatable",
+        help="other keyword argument of the library function (YAML value), repeatable",
     )
     p.set_defaults(handler=_extract)
 
@@ -193,16 +197,18 @@ def _options(items: list[str]) -> dict[str, Any]:
 
 
 def _extract(args: argparse.Namespace) -> int:
+    options = _options(args.options)
+    for attr in ("every", "max_frames"):
+        if getattr(args, attr) is not None:
+            options[attr] = getattr(args, attr)
+    if args.overwrite:
+        options["overwrite"] = True
     from . import video
 
-    options = _options(args.options)
     if args.demo:
-        result = video.demo(**options)
-        if result is not None:
-            print(result if isinstance(result, str) else json.dumps(result, default=str, indent=1))
+        summary = video.demo_video_retrieval(args.video, args.out_root, **options)
+        print(json.dumps(summary, default=str, indent=1))
         return 0
-    if not args.video or not args.out_root:
-        raise ConfigError("reid extract: give VIDEO and OUT_ROOT (or --demo)")
     out = video.extract_tracklets(args.video, args.out_root, **options)
     print(f"tracklets written to {out}")
     return 0

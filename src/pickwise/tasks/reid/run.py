@@ -233,17 +233,18 @@ def _frame(path: str, size: tuple[int, int]) -> np.ndarray:
 
 def _write_figures(run_dir: Path, prefix: str, accumulator: Any, dataset: Any, cfg: ReIDRunConfig, label: str) -> None:
     """CMC and ranked-gallery PNGs from the synced accumulator (rows/columns in dataset index order)."""
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:  # figures are optional
-        return
     from .figures import cmc_figure, ranked_gallery_figure
 
     result = accumulator.result()
-    atomic_write_bytes(
-        run_dir / f"{prefix}cmc.png",
-        cmc_figure({label: result.cmc}, max_rank=min(20, len(result.cmc)), title=f"CMC ({dataset.name})"),
-    )
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:  # the CMC figure is optional (the ranked gallery needs only PIL)
+        pass
+    else:
+        atomic_write_bytes(
+            run_dir / f"{prefix}cmc.png",
+            cmc_figure({label: result.cmc}, max_rank=min(20, len(result.cmc)), title=f"CMC ({dataset.name})"),
+        )
     nq = int(cfg.eval.figure_queries)
     if nq == 0 or cfg.eval.figure_topk == 0:
         return
@@ -251,7 +252,7 @@ def _write_figures(run_dir: Path, prefix: str, accumulator: Any, dataset: Any, c
     ids = {k: v.cpu().numpy() for k, v in accumulator.ids().items()}
     num_query = len(dataset.query)
     picks = np.linspace(0, len(ids["q_index"]) - 1, num=min(nq, len(ids["q_index"]))).round().astype(int)
-    size = (cfg.data.height * 2, cfg.data.width * 2)
+    size = (max(64, cfg.data.height), max(32, cfg.data.width))
     queries, galleries, matches, qlabels, glabels = [], [], [], [], []
     for row in picks:
         q = dataset.query[int(ids["q_index"][row])]
@@ -262,7 +263,7 @@ def _write_figures(run_dir: Path, prefix: str, accumulator: Any, dataset: Any, c
         queries.append(_frame(q.img_paths[len(q.img_paths) // 2], size))
         galleries.append([_frame(t.img_paths[len(t.img_paths) // 2], size) for t in tracks])
         matches.append([bool(ids["g_pids"][c] == ids["q_pids"][row]) for c in order])
-        qlabels.append(f"q pid {q.pid} cam {q.camid}")
+        qlabels.append(f"id{q.pid} c{q.camid}")
         glabels.append([f"{dist[row, c]:.2f}" for c in order])
     png = ranked_gallery_figure(
         queries,
