@@ -284,7 +284,7 @@ def _capture(
     params = sample_camera_params(rng, base=phone, iso_range=p["iso_range"])
     dy, dx = (float(v) for v in rng.uniform(-p["max_shift"], p["max_shift"], size=2))
     noise_seed = int(rng.integers(0, 2**62))
-    srgb = torch.from_numpy(region).permute(2, 0, 1).to(torch.float64) / 255.0
+    srgb = torch.from_numpy(np.array(region, copy=True)).permute(2, 0, 1).to(torch.float64) / 255.0
     cam = unprocess_rgb(srgb, params)
     cam = _shift(cam, dy, dx)
     h, w = cam.shape[-2] - 2 * margin, cam.shape[-1] - 2 * margin
@@ -332,7 +332,7 @@ def _generate(tmp: Path, seed: int, p: dict[str, Any], photos: list[SynthPhoto],
     opencv_dir = OPENCV_DOC_DIR
     phone = phone_camera(p)
     crop = p["crop"]
-    margin = int(math.ceil(p["max_shift"])) + 2
+    margin = math.ceil(p["max_shift"]) + 2
     images = {ph.key: _load_photo(ph, p["max_side"], opencv_dir) for ph in photos}
     plan: list[tuple[SynthPhoto, str, int]] = []
     used: list[dict[str, Any]] = []
