@@ -307,6 +307,7 @@ def test_camera_embedding_changes_outputs_only_when_enabled():
     off = _small(num_cameras=4).eval()
     torch.testing.assert_close(off(x, cams_a), off(x, cams_b), rtol=0, atol=0)
     torch.testing.assert_close(off(x, cams_a), off(x), rtol=0, atol=0)
+    torch.testing.assert_close(off(x, torch.tensor([0, 9])), off(x), rtol=0, atol=0)  # unseen cameras are fine
     on = _small(num_cameras=4, camera_embedding=True).eval()
     assert not torch.allclose(on(x, cams_a), on(x, cams_b))
     zero = _small(num_cameras=4, camera_embedding=True, sie_coef=0.0).eval()

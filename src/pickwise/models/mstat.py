@@ -605,6 +605,11 @@ class MSTAT(nn.Module):
                 nn.init.trunc_normal_(p, std=0.02)
 
     # ----------------------------------------------------------------------------------------------- token stream
+    @property
+    def _sie_cameras(self) -> int | None:
+        # camera ids are range-checked only where they index the camera embedding (test cameras may be unseen)
+        return self.num_cameras if self.sie_embed is not None else None
+
     def pos_embed_for(self, grid: tuple[int, int]) -> torch.Tensor:
         """The position embedding resampled to a token ``grid`` (itself at the native grid)."""
         return resample_pos_embed(self.pos_embed, grid, self.pos_grid, self.num_prefix_tokens)
@@ -641,7 +646,7 @@ class MSTAT(nn.Module):
 
     def forward_tokens(self, x: torch.Tensor, camids: torch.Tensor | None = None) -> torch.Tensor:
         """Tokens after all blocks and the last stage's LayerNorm, ``(B, T, 1 + N, D)`` (no heads)."""
-        check_clip("MSTAT", x, camids, in_chans=self.in_chans, num_cameras=self.num_cameras or None)
+        check_clip("MSTAT", x, camids, in_chans=self.in_chans, num_cameras=self._sie_cameras)
         tokens = self.embed(x, camids)
         for blk in self.blocks:
             tokens = self._run_block(blk, tokens)
@@ -649,7 +654,7 @@ class MSTAT(nn.Module):
 
     def forward_stages(self, x: torch.Tensor, camids: torch.Tensor | None = None) -> list[StageOutput]:
         """One :class:`StageOutput` (pre-BNNeck feature, proxies) per stage."""
-        check_clip("MSTAT", x, camids, in_chans=self.in_chans, num_cameras=self.num_cameras or None)
+        check_clip("MSTAT", x, camids, in_chans=self.in_chans, num_cameras=self._sie_cameras)
         tokens = self.embed(x, camids)
         outs = []
         for (start, end), norm, head in zip(self.stage_ranges, self.stage_norms, self.heads, strict=True):
