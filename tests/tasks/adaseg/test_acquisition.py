@@ -27,14 +27,14 @@ def _logits(b=2, k=4, h=9, w=11, seed=0):
 
 
 def test_entropy_and_margin_match_naive_float64():
-    logits = _logits()
-    p = torch.softmax(logits.double(), 1)
-    naive_ent = torch.zeros(2, 9, 11, dtype=torch.float64)
-    naive_margin = torch.zeros(2, 9, 11, dtype=torch.float64)
+    logits = _logits(h=4, w=5)
+    p = torch.softmax(logits.double(), 1).tolist()
+    naive_ent = torch.zeros(2, 4, 5, dtype=torch.float64)
+    naive_margin = torch.zeros(2, 4, 5, dtype=torch.float64)
     for b in range(2):
-        for y in range(9):
-            for x in range(11):
-                q = sorted(p[b, :, y, x].tolist(), reverse=True)
+        for y in range(4):
+            for x in range(5):
+                q = sorted((p[b][c][y][x] for c in range(4)), reverse=True)
                 naive_ent[b, y, x] = -sum(v * math.log(v) for v in q)
                 naive_margin[b, y, x] = 1 - (q[0] - q[1])
     torch.testing.assert_close(entropy_map(logits).double(), naive_ent, atol=1e-5, rtol=1e-5)

@@ -41,6 +41,7 @@ def add_parser(subparsers: Any) -> None:
     t.add_argument("--name", help="run folder name (default <strategy>-<budget>-s<seed>)")
     t.add_argument("--resume", action="store_true", help="continue the run in the run folder")
     t.add_argument("--warmup-from", help="reuse the finished warm-up of another run folder")
+    t.add_argument("--no-figures", action="store_true", help="skip the selection figure")
     t.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     t.set_defaults(handler=_train)
 
@@ -83,7 +84,7 @@ def _train(args: argparse.Namespace) -> int:
 
         print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
         return 0
-    results = run_adaseg(cfg, resume=args.resume, warmup_from=args.warmup_from)
+    results = run_adaseg(cfg, resume=args.resume, warmup_from=args.warmup_from, figures=not args.no_figures)
     for row in results["stages"]:
         miou = row["mIoU"]
         print(
