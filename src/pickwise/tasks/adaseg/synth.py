@@ -501,7 +501,7 @@ def measure_domain_gap(
                     sched.step()
                 if log and (epoch + 1) % 5 == 0:
                     print(
-                        f"{setting} seed {seed}: epoch {epoch + 1}/{epochs} loss {float(loss):.3f}",
+                        f"{setting} seed {seed}: epoch {epoch + 1}/{epochs} loss {float(loss.detach()):.3f}",
                         file=sys.stderr,
                         flush=True,
                     )
