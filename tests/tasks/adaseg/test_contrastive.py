@@ -144,3 +144,13 @@ def test_cap_per_class_and_downsample_labels():
     lab = torch.tensor([[[0, 0, 1, 2], [0, 255, 1, 2], [3, 3, 2, 2], [3, 3, 2, 2]]])
     out = downsample_labels(lab, (2, 2), 4, min_ratio=0.75)
     assert out.tolist() == [[[0, 255], [3, 2]]]  # 3/4 zeros kept; a 2/4 tie -> ignore
+
+
+def test_sparse_downsample_keeps_single_active_pixels():
+    lab = torch.full((1, 4, 4), 255)
+    lab[0, 0, 1] = 2  # one labelled pixel in the top-left cell
+    lab[0, 2, 2], lab[0, 3, 3] = 1, 0  # a disagreeing pair in the bottom-right cell
+    dense = downsample_labels(lab, (2, 2), 3)
+    sparse = downsample_labels(lab, (2, 2), 3, sparse=True)
+    assert dense.tolist() == [[[255, 255], [255, 255]]]  # dense voting drops sparse active labels
+    assert sparse.tolist() == [[[2, 255], [255, 255]]]

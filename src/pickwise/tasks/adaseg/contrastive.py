@@ -113,11 +113,19 @@ class MCUConfig:
 
 # ---------------------------------------------------------------------------------------------------- functions
 def downsample_labels(
-    labels: torch.Tensor, size: tuple[int, int], num_classes: int, ignore_index: int = 255, min_ratio: float = 0.75
+    labels: torch.Tensor,
+    size: tuple[int, int],
+    num_classes: int,
+    ignore_index: int = 255,
+    min_ratio: float = 0.75,
+    sparse: bool = False,
 ) -> torch.Tensor:
-    """Majority-vote labels ``long[B,H,W]`` down to ``size``; cells whose majority covers < ``min_ratio`` -> ignore.
+    """Majority-vote labels ``long[B,H,W]`` down to ``size``; identity at equal size.
 
-    SePiCo's ``downscale_label_ratio`` rule (ignored pixels vote for an extra class). Identity at equal size.
+    Dense mode (SePiCo's ``downscale_label_ratio``): ignored pixels vote for an extra class and a cell whose majority
+    covers < ``min_ratio`` of it is ignored. Sparse mode (active labels: a few labelled pixels per cell): the vote is
+    among the labelled pixels only, so one actively labelled pixel labels its cell unless labelled pixels of that cell
+    disagree (majority < ``min_ratio`` of them); cells without labelled pixels are ignored.
     """
     if tuple(labels.shape[-2:]) == tuple(size):
         return labels
@@ -125,6 +133,11 @@ def downsample_labels(
     lab[(lab < 0) | (lab >= num_classes)] = num_classes
     one_hot = F.one_hot(lab, num_classes + 1).permute(0, 3, 1, 2).float()
     frac = F.adaptive_avg_pool2d(one_hot, size)
+    if sparse:
+        known = frac[:, :num_classes].sum(1)
+        ratio, out = frac[:, :num_classes].max(1)
+        out[(known <= 0) | (ratio < min_ratio * known)] = ignore_index
+        return out
     ratio, out = frac.max(1)
     out[(out == num_classes) | (ratio < min_ratio)] = ignore_index
     return out

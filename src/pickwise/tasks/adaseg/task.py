@@ -123,7 +123,7 @@ class ADASegTask:
                     size = tuple(feats.shape[-2:])
                     k = self.num_classes
                     ls = downsample_labels(src_lbl, size, k)
-                    lt = downsample_labels(unit_labels, size, k)
+                    lt = downsample_labels(unit_labels, size, k, sparse=True)
                     probs = F.softmax(
                         F.interpolate(logits[:ns].detach(), size=size, mode="bilinear", align_corners=False), dim=1
                     )
