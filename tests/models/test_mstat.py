@@ -349,10 +349,10 @@ def test_input_validation_messages():
 
 
 def test_registered_models_follow_the_contract():
-    x = torch.randn(2, 4, 3, 128, 64)
+    x = torch.randn(2, 4, 3, 64, 32)
     for name in ("mstat_tiny", "vit_frame_avg_tiny"):
         torch.manual_seed(0)
-        m = create_model(name, num_classes=7, num_cameras=6, seq_len=4, img_size=(128, 64))
+        m = create_model(name, num_classes=7, num_cameras=6, seq_len=4, img_size=(64, 32))
         out = m(x, torch.tensor([0, 5]))
         n = len(m.stage_heads)
         assert len(out["logits"]) == n and all(lg.shape == (2, 7) for lg in out["logits"])
@@ -384,7 +384,9 @@ def test_mobilenet_stem_uses_real_pretrained_weights(mbv2_state):
     tokens, grid = stem(torch.randn(2, 3, 40, 24))
     assert grid == stem.grid_size((40, 24)) == (3, 2) and tokens.shape == (2, 6, 16)
     assert m.eval()(_clip()).shape == (2, 16)
-    scratch = _small(stem="mobilenet_v2", stem_pretrained=False).patch_embed.features[0][0].weight
+    auto = _small(stem="mobilenet_v2", stem_pretrained=False)  # stride 8: block 6 keeps the patch grid
+    assert len(auto.patch_embed.features) == 7 and auto.pos_grid == _small().pos_grid == (4, 2)
+    scratch = auto.patch_embed.features[0][0].weight
     assert not torch.equal(scratch, mbv2_state["features.0.0.weight"])
 
 

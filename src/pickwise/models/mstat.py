@@ -62,21 +62,22 @@ AAP, IAP, AAP+IAP; one BNNeck and one logits tensor per stage), ``attention="joi
 Registered models. Parameter counts measured in this build with ``num_classes=625, num_cameras=6, seq_len=8``
 (MARS-sized classifiers; ``sum(p.numel() for p in model.parameters())``, default options):
 
-======================  =====  =====  =====  =======  ======  ===========  =========  ===============================
-name                    embed  depth  heads  input    stride  params       embed_dim  init
-======================  =====  =====  =====  =======  ======  ===========  =========  ===============================
-``mstat_tiny``          128    6      4      128x64   16      2,827,776    384        from scratch (CPU)
-``mstat_small``         384    12     6      256x128  12      38,383,872   1152       ImageNet ViT-S/16 file
-``mstat_base``          768    12     12     256x128  12      151,085,568  2304       ImageNet ViT-B/16 file
-``vit_frame_avg_tiny``  128    6      4      128x64   16      1,372,928    128        from scratch (baseline)
-``reid_mobilenet_v2``   1280   --     --     any      32      3,026,432    1280       ImageNet MobileNetV2 (shipped)
-======================  =====  =====  =====  =======  ======  ===========  =========  ===============================
+======================  =====  =====  =====  =======  =======  ===========  =========  ===============================
+name                    embed  depth  heads  input    patch/s  params       embed_dim  init
+======================  =====  =====  =====  =======  =======  ===========  =========  ===============================
+``mstat_tiny``          128    6      4      64x32    8/8      2,754,048    384        from scratch (CPU)
+``mstat_small``         384    12     6      256x128  16/12    38,383,872   1152       ImageNet ViT-S/16 file
+``mstat_base``          768    12     12     256x128  16/12    151,085,568  2304       ImageNet ViT-B/16 file
+``vit_frame_avg_tiny``  128    6      4      64x32    8/8      1,299,200    128        from scratch (baseline)
+``reid_mobilenet_v2``   1280   --     --     any      CNN/32   3,026,432    1280       ImageNet MobileNetV2 (shipped)
+======================  =====  =====  =====  =======  =======  ===========  =========  ===============================
 
-``mstat_tiny`` with ``stem="mobilenet_v2"`` (blocks 0-13 of the real MobileNetV2, stride 16): 3,284,288 parameters.
-Of ``mstat_base``'s 151 M, 86 M are the ViT-B/16 image backbone, 35 M the temporal attentions and about 28 M the four
-proxy heads (their MLPs, ``head_mlp_ratio=4``, dominate; ``head_mlp_ratio=0`` removes them).
-``mstat_tiny`` forward + backward, batch of 8 clips x 4 frames at 128x64, ``torch.set_num_threads(1)``, 2-core shared
-CPU (load about 1): 0.29-0.32 s per step over 3 steps.
+``mstat_tiny`` with ``stem="mobilenet_v2"`` (blocks 0-6 of the real MobileNetV2, stride 8, 32 channels): 2,789,056
+parameters. Of ``mstat_base``'s 151 M, 86 M are the ViT-B/16 image backbone, 35 M the temporal attentions and about
+28 M the four proxy heads (their MLPs, ``head_mlp_ratio=4``, dominate; ``head_mlp_ratio=0`` removes them).
+Forward + backward of ``mstat_tiny`` (625 classes), batch of 8 clips x 4 frames, ``torch.set_num_threads(1)``, on the
+shared 2-core build machine: 0.29-0.32 s per step (3 steps, load about 1) at 128x64 with patch 16 (32 tokens per
+frame, as the default 64x32 with patch 8); 0.87-1.36 s (4 steps each, load about 14) for both of these settings.
 
 ``mstat_small``/``mstat_base`` load ImageNet ViT weights from a file the user gives (``pretrained_file=``; timm
 ``.pth``/``.safetensors`` or Google augreg ``.npz``), see :func:`pickwise.models._vit_weights.load_vit_weights`.
@@ -431,7 +432,9 @@ class MSTAT(nn.Module):
         sie_coef: SIE coefficient ``lambda`` (TransReID's ``SIE_COE = 3.0``).
         temporal_embedding: Add the learnable temporal embedding (off for the frame-average baseline).
         stem: ``"patch"`` (ViT patch embedding) or ``"mobilenet_v2"`` (real ImageNet MobileNetV2 early blocks).
-        stem_block: Last MobileNetV2 block of the ``"mobilenet_v2"`` stem.
+        stem_block: Last MobileNetV2 block of the ``"mobilenet_v2"`` stem; ``None`` picks the block whose output
+            stride equals ``stride`` (8 → block 6, 32 channels; 16 → block 13, 96 channels; other strides → 13), so
+            the stem gives the patch embedding's grid.
         stem_pretrained: Load the MobileNetV2 ImageNet weights into the stem.
         norm_layer: BNNeck normalization (registered name with a 1-d variant, default ``"bn"``); the transformer
             always uses LayerNorm.
@@ -484,7 +487,7 @@ class MSTAT(nn.Module):
         sie_coef: float = 3.0,
         temporal_embedding: bool = True,
         stem: str = "patch",
-        stem_block: int = 13,
+        stem_block: int | None = None,
         stem_pretrained: bool = True,
         norm_layer: Any = "bn",
         fusion: str = "concat",
@@ -552,6 +555,8 @@ class MSTAT(nn.Module):
         if stem == "patch":
             self.patch_embed: nn.Module = PatchEmbed(patch_size, stride, in_chans, dim)
         else:
+            if stem_block is None:
+                stem_block = 6 if _pair(where, "stride", stride) == (8, 8) else 13
             self.patch_embed = MobileNetStem(dim, stem_block, stem_pretrained, in_chans)
         self.pos_grid = self.patch_embed.grid_size(self.img_size)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
@@ -748,10 +753,10 @@ def _cfg(name: str, size: tuple[int, int], **kw: Any) -> PretrainedCfg:
 
 
 default_cfgs: dict[str, PretrainedCfg] = {
-    "mstat_tiny": _cfg("mstat_tiny", (128, 64)),
+    "mstat_tiny": _cfg("mstat_tiny", (64, 32)),
     "mstat_small": _cfg("mstat_small", (256, 128)),
     "mstat_base": _cfg("mstat_base", (256, 128)),
-    "vit_frame_avg_tiny": _cfg("vit_frame_avg_tiny", (128, 64)),
+    "vit_frame_avg_tiny": _cfg("vit_frame_avg_tiny", (64, 32)),
     "reid_mobilenet_v2": _cfg(
         "reid_mobilenet_v2",
         (256, 128),
@@ -761,7 +766,7 @@ default_cfgs: dict[str, PretrainedCfg] = {
     ),
 }
 
-_TINY = {"img_size": (128, 64), "patch_size": 16, "stride": 16, "embed_dim": 128, "depth": 6, "num_heads": 4}
+_TINY = {"img_size": (64, 32), "patch_size": 8, "stride": 8, "embed_dim": 128, "depth": 6, "num_heads": 4}
 _SMALL = {"img_size": (256, 128), "patch_size": 16, "stride": 12, "embed_dim": 384, "depth": 12, "num_heads": 6}
 _BASE = {"img_size": (256, 128), "patch_size": 16, "stride": 12, "embed_dim": 768, "depth": 12, "num_heads": 12}
 
@@ -784,7 +789,11 @@ def _create_mstat(variant: str, defaults: dict[str, Any], pretrained: bool, kwar
 
 @register_model
 def mstat_tiny(pretrained: bool = False, **kwargs: Any) -> MSTAT:
-    """MSTAT, CPU size: ``D=128``, 6 blocks (2+2+2), 4 heads, 128x64 input, patch 16 stride 16; trains from scratch."""
+    """MSTAT, CPU size: ``D=128``, 6 blocks (2+2+2), 4 heads, 64x32 input, patch 8 stride 8; trains from scratch.
+
+    Patch 8 keeps 8x4 = 32 tokens per frame at the CPU benchmark's 64x32 frames (patch 16 would leave 4x2); at
+    128x64 the grid is 16x8 (128 tokens, about 4x the attention cost).
+    """
     return _create_mstat("mstat_tiny", {**_TINY, "drop_path_rate": 0.0}, pretrained, kwargs)
 
 
