@@ -94,7 +94,9 @@ _PAPER_V2 = "Chen et al., DeepLab (v2), TPAMI 2018, arXiv:1606.00915"
 _PAPER_V3P = "Chen et al., Encoder-Decoder with Atrous Separable Convolution (DeepLab-v3+), ECCV 2018, arXiv:1802.02611"
 
 
-def _set_conv(conv: nn.Conv2d, stride: int, dilation: int) -> None:
+def _set_conv(conv: nn.Module, stride: int, dilation: int) -> None:
+    if not isinstance(conv, nn.Conv2d):  # pragma: no cover - the dilation helpers only reach convolutions
+        raise InvalidParameterError(f"expected a Conv2d to dilate; got {type(conv).__name__}")
     k = conv.kernel_size[0]
     conv.stride = (stride, stride)
     conv.dilation = (dilation, dilation)
@@ -128,7 +130,8 @@ def dilate_resnet(model: ResNet, output_stride: int) -> ResNet:
             stride *= 2
             continue
         previous, dilation = dilation, dilation * 2
-        for i, block in enumerate(layer):
+        for i, module in enumerate(layer):
+            block: Any = module
             if isinstance(block, Bottleneck):
                 _set_conv(block.conv2, 1, previous if i == 0 else dilation)
             elif isinstance(block, BasicBlock):
@@ -150,11 +153,13 @@ def dilate_mobilenet_v2(features: nn.Sequential, output_stride: int) -> nn.Seque
     """
     _check_os("dilate_mobilenet_v2", output_stride, (8, 16, 32))
     stride, dilation = 1, 1
-    for block in features:
+    for module in features:
+        block: Any = module
         if not isinstance(block, InvertedResidual):
             stride *= int(block[0].stride[0])  # the stem ConvNormAct (stride 2) or a 1x1 (stride 1)
             continue
-        depthwise = block.conv[-3][0]
+        dw_block: Any = block.conv[-3]  # ConvNormAct(conv, norm, act) of the depthwise 3x3
+        depthwise = dw_block[0]
         s = int(depthwise.stride[0])
         if s == 2 and stride * 2 > output_stride:
             _set_conv(depthwise, 1, dilation)
@@ -242,8 +247,9 @@ class MobileNetV2Encoder(nn.Module):
         self.features = nn.Sequential(*list(net.features.children())[:18])
         dilate_mobilenet_v2(self.features, output_stride)
         self.output_stride = output_stride
-        self.low_channels = int(self.features[3].out_channels)
-        self.high_channels = int(self.features[17].out_channels)
+        feats: Any = self.features
+        self.low_channels = int(feats[3].out_channels)
+        self.high_channels = int(feats[17].out_channels)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Return ``(features[0:4] output, features[4:18] output)``."""
@@ -277,7 +283,7 @@ class TinyEncoder(nn.Module):
         self.layer2 = self._stage(w1, w2, norm)
         self.layer3 = self._stage(w2, w3, norm)
         if output_stride == 8:
-            block = self.layer3[0]
+            block: Any = self.layer3[0]
             _set_conv(block.conv1, 1, 1)
             _set_conv(block.conv2, 1, 2)
             block.downsample[0].stride = (1, 1)
@@ -309,10 +315,12 @@ class ASPPv2(nn.Module):
 
     def __init__(self, in_channels: int, num_classes: int, rates: Sequence[int] = (6, 12, 18, 24)) -> None:
         super().__init__()
-        self.branches = nn.ModuleList(nn.Conv2d(in_channels, num_classes, 3, 1, r, r, bias=True) for r in rates)
-        for conv in self.branches:
+        convs = [nn.Conv2d(in_channels, num_classes, 3, 1, r, r, bias=True) for r in rates]
+        for conv in convs:
             nn.init.normal_(conv.weight, 0.0, 0.01)
-            nn.init.zeros_(conv.bias)
+            if conv.bias is not None:
+                nn.init.zeros_(conv.bias)
+        self.branches = nn.ModuleList(convs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Sum of the branch outputs."""
@@ -473,8 +481,9 @@ class DeepLab(nn.Module):
             raise InvalidParameterError(f"DeepLab: head must be 'v2' or 'v3plus'; got {head!r}")
         self.head_type = head
         self.encoder = encoder
-        os_ = int(encoder.output_stride)
-        high = int(encoder.high_channels)
+        enc: Any = encoder
+        os_ = int(enc.output_stride)
+        high = int(enc.high_channels)
         if head == "v2":
             self.decoder: nn.Module | None = None
             self.classifier: nn.Module = ASPPv2(high, num_classes, tuple(rates) if rates else (6, 12, 18, 24))
@@ -485,7 +494,7 @@ class DeepLab(nn.Module):
             default_rates = tuple(r * 16 // os_ for r in (6, 12, 18))
             self.decoder = DeepLabV3PlusDecoder(
                 high,
-                int(encoder.low_channels),
+                int(enc.low_channels),
                 check_int("DeepLab", "decoder_channels", decoder_channels, 1),
                 check_int("DeepLab", "low_proj", low_proj, 1),
                 tuple(rates) if rates else default_rates,

@@ -37,6 +37,7 @@ in memory.
 from __future__ import annotations
 
 import json
+import operator
 import os
 import struct
 import zlib
@@ -346,8 +347,10 @@ class SegDomain(Dataset):
         return (img - self._mean) / self._std, lbl
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
-            raise InvalidParameterError(f"{self.name}: index must be an int; got {type(index).__name__}")
+        try:
+            index = operator.index(index)  # int, numpy integer or 0-d integer tensor
+        except TypeError:
+            raise InvalidParameterError(f"{self.name}: index must be an int; got {type(index).__name__}") from None
         if not -len(self) <= index < len(self):
             raise IndexError(f"{self.name}: index {index} out of range for {len(self)} items")
         index = int(index) % len(self)

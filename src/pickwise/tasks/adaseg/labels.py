@@ -187,7 +187,7 @@ def cityscapes_label_to_train_id() -> dict[int, int]:
     tests). ``license plate`` (id -1) is not a pixel value of ``*_labelIds.png`` and is left out.
     """
     try:
-        from cityscapesscripts.helpers.labels import labels  # type: ignore[import-not-found]
+        from cityscapesscripts.helpers.labels import labels
     except ImportError:
         return {i: CITYSCAPES_LABEL_TO_TRAIN.get(i, IGNORE_INDEX) for i in range(CITYSCAPES_MAX_LABEL_ID + 1)}
     return {

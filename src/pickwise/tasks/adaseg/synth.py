@@ -146,12 +146,16 @@ class SynthParams:
             raise InvalidParameterError(
                 f"adaseg synth: items must be 'auto' or one of {ITEM_SOURCES}; got {self.items!r}"
             )
+
+        def pair(v: Sequence[int]) -> tuple[int, int]:
+            return int(v[0]), int(v[1])
+
         return dataclasses.replace(
             self,
-            **{
-                f: tuple(int(x) for x in getattr(self, f))
-                for f in ("source_items", "target_items", "source_scale", "target_scale")
-            },
+            source_items=pair(self.source_items),
+            target_items=pair(self.target_items),
+            source_scale=pair(self.source_scale),
+            target_scale=pair(self.target_scale),
         )
 
 
