@@ -210,6 +210,16 @@ def test_temporal_patch_shuffle_is_a_per_position_permutation():
     assert torch.equal(y, y2) and not torch.equal(y, y3)
 
 
+def test_temporal_patch_shuffle_rejects_bad_arguments():
+    x = torch.randn(1, 2, 6, 3)
+    with pytest.raises(InvalidParameterError, match="prob"):
+        M.temporal_patch_shuffle(x, (2, 3), prob=1.5)
+    with pytest.raises(ShapeError, match="grid"):
+        M.temporal_patch_shuffle(x, (2, 2))
+    with pytest.raises(ShapeError, match=r"\(B, T, N, D\)"):
+        M.temporal_patch_shuffle(x[0], (2, 3))
+
+
 def test_temporal_patch_shuffle_granularity_moves_groups_together():
     t, grid = 6, (4, 4)
     x = torch.arange(t, dtype=torch.float32)[None, :, None, None].expand(2, t, 16, 1).contiguous()
