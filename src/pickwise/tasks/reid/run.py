@@ -157,15 +157,30 @@ def frame_policy_record(dataset: Any, cfg: ReIDRunConfig) -> dict[str, Any]:
     }
 
 
+_FRAME_CACHE: dict[tuple[str, int, int], np.ndarray] = {}
+
+
 def _clip_datasets(dataset: Any, cfg: ReIDRunConfig) -> tuple[Any, QueryGalleryDataset]:
     from .frames import VideoClipDataset
 
+    cls: Any = VideoClipDataset
+    if cfg.data.cache_frames:
+
+        class CachedClipDataset(VideoClipDataset):
+            """``VideoClipDataset`` that decodes each frame once per process (``data.cache_frames``)."""
+
+            def _load(self, path: str) -> np.ndarray:
+                key = (path, *self.size)
+                frame = _FRAME_CACHE.get(key)
+                if frame is None:
+                    frame = _FRAME_CACHE[key] = super()._load(path)
+                return frame
+
+        cls = CachedClipDataset
     size = (cfg.data.height, cfg.data.width)
-    train = VideoClipDataset(
-        dataset.train, cfg.data.seq_len, cfg.data.train_frames, "train" if cfg.data.augment else None, size
-    )
-    query = VideoClipDataset(dataset.query, cfg.data.seq_len, cfg.data.test_frames, None, size)
-    gallery = VideoClipDataset(dataset.gallery, cfg.data.seq_len, cfg.data.test_frames, None, size)
+    train = cls(dataset.train, cfg.data.seq_len, cfg.data.train_frames, "train" if cfg.data.augment else None, size)
+    query = cls(dataset.query, cfg.data.seq_len, cfg.data.test_frames, None, size)
+    gallery = cls(dataset.gallery, cfg.data.seq_len, cfg.data.test_frames, None, size)
     return train, QueryGalleryDataset(query, gallery)
 
 
@@ -382,6 +397,8 @@ def run_reid(
                 "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "config": reid_config_to_dict(cfg),
             }
+            if task.last_accumulator is not None:
+                payload["cmc"] = [float(v) for v in task.last_accumulator.result().cmc[:20]]
             if all(k in result.metrics for k in METRIC_KEYS):
                 atomic_write_text(run_dir / "metrics.md", metrics_table({cfg.name: result.metrics}))
                 if task.last_accumulator is not None:
@@ -525,6 +542,7 @@ def evaluate_reid(
         "metrics": metrics,
         "eval": {"metric": cfg.eval.metric, "rerank": cfg.eval.rerank},
         "frames": frame_policy_record(dataset, cfg),
+        "cmc": [float(v) for v in task.last_accumulator.result().cmc[:20]],
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -127,17 +127,13 @@ class ReIDTask:
             )
         net = getattr(model, "module", model)
         centers = getattr(net, "centers", None)
-        backbone = getattr(net, "backbone", net)
-        stage_weights = self.loss.stage_weights
-        if stage_weights is None:
-            stage_weights = getattr(backbone, "stage_loss_weights", None)
         parts = reid_loss(
             outputs,
             pids,
             id_weight=self.loss.id_weight,
             triplet_weight=self.loss.triplet_weight,
             center_weight=self.loss.center_weight,
-            stage_weights=stage_weights,
+            stage_weights=self.loss.stage_weights,
             label_smoothing=self.loss.label_smoothing,
             margin=self.loss.margin,
             metric=self.loss.metric,
