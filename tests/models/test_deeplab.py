@@ -163,6 +163,7 @@ def test_pretrained_mobilenet_encoder_equals_imagenet_mobilenet_v2():
     model = create_model("deeplabv3plus_mobilenet_v2", num_classes=3, pretrained_backbone=True)
     enc = model.encoder.state_dict()
     assert enc, "empty encoder"
+    assert model.num_features == 256 and model.feature_channels == 64
     for key, value in enc.items():
         assert torch.equal(value, ref[key]), key
     assert not any(k.startswith("features.18") for k in enc)

@@ -506,6 +506,7 @@ class DeepLab(nn.Module):
             feat_channels, self.stride = decoder_channels, 4
         self.projector: nn.Module = ProjectionHead(feat_channels, proj_dim) if proj_dim else nn.Identity()
         self.feature_channels = proj_dim or feat_channels
+        self.num_features = feat_channels  # channels the classifier reads (the listing's "num_features" column)
 
     def forward(self, x: torch.Tensor) -> dict[str, Any]:
         """See the class docstring."""

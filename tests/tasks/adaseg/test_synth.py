@@ -104,3 +104,13 @@ def test_measure_domain_gap_smoke(bench):
     assert set(out) == {"source_only", "target_supervised"}
     row = out["source_only"][0]
     assert 0.0 <= row["target_miou"] <= 1.0 and 0.0 <= row["source_miou"] <= 1.0
+
+
+@pytest.mark.slow
+def test_domain_gap_is_large(tmp_path):
+    """Source-only training transfers poorly to the target; target supervision does much better (several minutes)."""
+    root = S.make_adaseg_synth(tmp_path / "full", progress=False)
+    out = S.measure_domain_gap(root, seeds=(0,), epochs=10, log=False)
+    source_only = out["source_only"][0]["target_miou"]
+    supervised = out["target_supervised"][0]["target_miou"]
+    assert source_only < 0.5 * supervised, out
