@@ -309,6 +309,15 @@ def test_width_depth_and_file_errors(tmp_path):
         load_vit_weights(_model(), tmp_path / "missing.pth")
 
 
+def test_global_pool_checkpoint_uses_fc_norm(tmp_path):
+    sd = _timm_state()
+    sd["fc_norm.weight"], sd["fc_norm.bias"] = sd.pop("norm.weight"), sd.pop("norm.bias")
+    torch.save(sd, tmp_path / "gap.pth")
+    model = _model()
+    load_vit_weights(model, tmp_path / "gap.pth")
+    torch.testing.assert_close(model.stage_norms[1].weight, sd["fc_norm.weight"], rtol=0, atol=0)
+
+
 def test_joint_attention_and_mobilenet_stem_models_load(tmp_path):
     sd = _timm_state()
     torch.save(sd, tmp_path / "vit.pth")

@@ -5,8 +5,8 @@ The user gives the file (nothing is downloaded). Three layouts are read:
 - **timm state dict** (``.pth``/``.pt``/``.bin`` through ``torch.load(weights_only=True)``, optionally wrapped in
   ``{"model": ...}``/``{"state_dict": ...}`` with a ``module.`` prefix; or ``.safetensors``): keys
   ``patch_embed.proj.{weight,bias}``, ``cls_token``, ``pos_embed``, ``blocks.N.{norm1, attn.qkv, attn.proj, norm2,
-  mlp.fc1, mlp.fc2}.{weight,bias}``, ``norm.{weight,bias}``; classifier keys (``head``, ``head_dist``, ``fc_norm``,
-  ``pre_logits``) are ignored.
+  mlp.fc1, mlp.fc2}.{weight,bias}``, ``norm.{weight,bias}`` (global-pool ViTs without ``norm`` use ``fc_norm``);
+  classifier keys (``head``, ``head_dist``, ``fc_norm`` when ``norm`` exists, ``pre_logits``) are ignored.
 - **Google augreg / big_vision ``.npz``** (``np.load(allow_pickle=False)``), converted to the timm layout as timm's
   ``_load_weights`` does: ``embedding/kernel`` (HWIO → OIHW), ``cls``, ``Transformer/posembed_input/
   pos_embedding``, ``Transformer/encoderblock_N/{LayerNorm_0, MultiHeadDotProductAttention_1/{query,key,value}
@@ -179,6 +179,8 @@ def vit_to_model_state_dict(
         CheckpointError: One line naming the count and first missing, unexpected or mis-shaped key.
     """
     own = model.state_dict()
+    if "norm.weight" not in vit and "fc_norm.weight" in vit:  # global-pool ViTs (MAE fine-tunes): fc_norm is last
+        vit = {("norm." + k[len("fc_norm.") :] if k.startswith("fc_norm.") else k): v for k, v in vit.items()}
     depth = len(model.blocks)  # type: ignore[arg-type]
     uses_patch = isinstance(getattr(model, "patch_embed", None), PatchEmbed)
     required = ["cls_token", "pos_embed", "norm.weight", "norm.bias"]
