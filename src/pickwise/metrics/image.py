@@ -32,7 +32,8 @@ Conventions (AIM 2020 learned-ISP challenge / Zurich RAW-to-RGB, from the challe
   diagnostic, always reported under its own name, never mixed with PSNR.
 
 The separable Gaussian filter runs as two grouped 1-D convolutions (``conv2d(groups=...)``) over the five local
-statistics stacked on the channel axis, so one call filters ``x, y, x^2, y^2, xy`` for all channels at once.
+statistics stacked on the channel axis (channels-last on CPU), so one call filters ``x, y, x^2, y^2, xy`` for all
+channels at once. Speed against scikit-image and pytorch_msssim: ``benchmarks/results/image_metrics.md``.
 
 Example:
     >>> import torch
@@ -195,20 +196,31 @@ def _filter_valid(x: torch.Tensor, win: torch.Tensor) -> torch.Tensor:
     return F.conv2d(x, win.view(1, 1, 1, k).expand(c, 1, 1, k), groups=c)
 
 
+def _local_stats(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``x, y, x^2, y^2, xy`` stacked on the channel axis, ``[B, 5C, H, W]``.
+
+    On CPU the stack is built channels-last (one write, no extra copy): oneDNN's depthwise convolution is several
+    times faster on NHWC than on NCHW data (measured 3.3x on 15 channels of 512x512).
+    """
+    if pred.device.type == "cpu" and pred.dtype in (torch.float32, torch.bfloat16):
+        p, t = pred.permute(0, 2, 3, 1), target.permute(0, 2, 3, 1)
+        return torch.cat([p, t, p * p, t * t, p * t], dim=3).permute(0, 3, 1, 2)
+    return torch.cat([pred, target, pred * pred, target * target, pred * target], dim=1)
+
+
 def _ssim_and_cs(
     pred: torch.Tensor, target: torch.Tensor, win: torch.Tensor, data_range: float, k1: float, k2: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-image-and-channel mean SSIM and contrast-structure term, both ``[B, C]``."""
     c1 = (k1 * data_range) ** 2
     c2 = (k2 * data_range) ** 2
-    b, c = pred.shape[:2]
-    stats = torch.cat([pred, target, pred * pred, target * target, pred * target], dim=1)
-    mu_x, mu_y, xx, yy, xy = _filter_valid(stats, win).split(c, dim=1)
-    mu_xx, mu_yy, mu_xy = mu_x * mu_x, mu_y * mu_y, mu_x * mu_y
-    var_x, var_y, cov = xx - mu_xx, yy - mu_yy, xy - mu_xy
-    cs_map = (2.0 * cov + c2) / (var_x + var_y + c2)
-    ssim_map = (2.0 * mu_xy + c1) / (mu_xx + mu_yy + c1) * cs_map
-    return ssim_map.reshape(b, c, -1).mean(-1), cs_map.reshape(b, c, -1).mean(-1)
+    c = pred.shape[1]
+    mu_x, mu_y, xx, yy, xy = _filter_valid(_local_stats(pred, target), win).split(c, dim=1)
+    mu_xy = mu_x * mu_y
+    mu_sq = torch.addcmul(mu_x * mu_x, mu_y, mu_y)
+    cs_map = torch.sub(xy, mu_xy).mul_(2.0).add_(c2) / torch.add(xx, yy).sub_(mu_sq).add_(c2)
+    ssim_map = mu_xy.mul(2.0).add_(c1) / mu_sq.add(c1) * cs_map
+    return ssim_map.mean(dim=(-2, -1)), cs_map.mean(dim=(-2, -1))
 
 
 def _check_window(name: str, shape: torch.Size, win_size: int, minimum: int) -> None:

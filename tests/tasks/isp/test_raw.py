@@ -176,6 +176,8 @@ def test_zrr_dataset_reads_layout(tmp_path):
     sub = raws[10][top : top + 4, left : left + 4].astype(np.float64)
     np.testing.assert_allclose(raw_c.numpy(), pack_bayer(np.maximum(sub - 63, 0) / 957, "RGGB"), rtol=1e-6)
     np.testing.assert_allclose(rgb_c.numpy(), rgbs[10][top : top + 4, left : left + 4].transpose(2, 0, 1) / 255, 1e-6)
+    (tmp_path / "bad_ids.txt").write_text("3\n10\n")
+    assert ZRRDataset(tmp_path, "test", exclude=tmp_path / "bad_ids.txt").names == [str(i) for i in range(10) if i != 3]
     torch.manual_seed(0)
     raw_r, rgb_r, _ = ZRRDataset(tmp_path, "test", crop=(2, 4), random_crop=True)[3]
     assert raw_r.shape == (4, 1, 2) and rgb_r.shape == (3, 2, 4)

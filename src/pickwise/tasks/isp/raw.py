@@ -34,6 +34,7 @@ from __future__ import annotations
 import io
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -460,6 +461,8 @@ class ZRRDataset(Dataset):
         pattern: CFA pattern of the files (ZRR: ``"RGGB"``).
         bit_depth: RAW bit depth (10).
         random_crop: None (random for train) or an explicit choice.
+        exclude: file stems to leave out (e.g. misaligned training pairs, as skyb's ``filter_imageid.txt``), or the
+            path of a text file with one stem per line.
 
     Items are ``(raw float32 [4, h, w], rgb float32 [3, 2h, 2w] in [0, 1], name)`` where ``name`` is the file stem.
     """
@@ -473,6 +476,7 @@ class ZRRDataset(Dataset):
         pattern: str = "RGGB",
         bit_depth: int = 10,
         random_crop: bool | None = None,
+        exclude: Sequence[str] | str | os.PathLike[str] | None = None,
     ) -> None:
         if split not in _SPLIT_DIRS:
             raise InvalidParameterError(f"ZRRDataset: split must be one of {', '.join(_SPLIT_DIRS)}, got {split!r}")
@@ -514,6 +518,16 @@ class ZRRDataset(Dataset):
                 f"ZRRDataset: {missing} files in {base} have no partner (e.g. {', '.join(only)}); every "
                 "huawei_raw/<i>.png needs canon/<i>.jpg (or .png) and vice versa"
             )
+        if exclude is not None:
+            if isinstance(exclude, (str, os.PathLike)):
+                path = Path(exclude)
+                if not path.is_file():
+                    raise DataNotFoundError(f"ZRRDataset: exclude list {path} not found")
+                exclude = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+            drop = {str(e) for e in exclude}
+            names = [n for n in names if n not in drop]
+            if not names:
+                raise DataFormatError(f"ZRRDataset: every pair in {base} is excluded")
         self.names = names
         self.raw_paths = [raws[n] for n in names]
         self.rgb_paths = [rgbs[n] for n in names]

@@ -145,3 +145,19 @@ def test_shading_and_roots(monkeypatch, tmp_path):
     assert len(available_photos("auto", opencv_dir=tmp_path)) == 7
     with pytest.raises(InvalidParameterError):
         available_photos("some")
+
+
+def test_load_isp_dataset(tiny, tmp_path, monkeypatch):
+    from pickwise.exceptions import DataNotFoundError, UnknownNameError
+    from pickwise.tasks.isp.datasets import isp_synth_root_for_seed, load_isp_dataset
+
+    ds = load_isp_dataset("isp-synth", tiny, "test", crop=16, synth_params=TINY, progress=False)
+    assert len(ds) == 6 and ds[0][1].shape == (3, 16, 16)
+    monkeypatch.delenv("PICKWISE_ZRR_DIR", raising=False)
+    with pytest.raises(DataNotFoundError, match="PICKWISE_ZRR_DIR"):
+        load_isp_dataset("zrr")
+    monkeypatch.setenv("PICKWISE_ZRR_DIR", str(tiny))  # any folder in ZRR layout
+    assert len(load_isp_dataset("zrr", split="test", exclude=["0", "1"])) == 4
+    with pytest.raises(UnknownNameError):
+        load_isp_dataset("sidd")
+    assert isp_synth_root_for_seed(1, tmp_path / "isp-synth") == tmp_path / "isp-synth-seed1"
