@@ -177,7 +177,7 @@ def _shared_warmup(opts: dict[str, Any], data: _Data, seed: int, out: Path) -> P
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = factory()
-    model = ADASegModel(net, MultiLevelContrastiveLoss(data.num_classes, net.feature_channels, cfg.contrastive))
+    model = ADASegModel(net, MultiLevelContrastiveLoss(data.num_classes, _feature_dim(net), cfg.contrastive))
     h, w = data.pool[0][0].shape[-2:]
     train = PairedDataset(data.source, _images(data.pool), torch.full((len(data.pool), h, w), 255))
     train_stage(
@@ -191,6 +191,11 @@ def _shared_warmup(opts: dict[str, Any], data: _Data, seed: int, out: Path) -> P
         torch.device("cpu"),
     )
     return folder
+
+
+def _feature_dim(net: Any) -> int:
+    """The network's feature width (``feature_channels`` of the DeepLab models)."""
+    return int(net.feature_channels)
 
 
 def _images(pool: Any) -> Any:
@@ -209,12 +214,13 @@ def _run_arm(opts: dict[str, Any], data: _Data, arm: str, budget: str | None, se
     from ..tasks.adaseg.task import ADASegModel, ADASegTask
 
     start = time.perf_counter()
+    final: dict[str, Any]
     shared = _shared_warmup(opts, data, seed, out)
     cfg = _arm_config(opts, arm if arm != "source_only" else "ada_mcu", budget or opts["budgets"][0], seed, out)
     log = lambda msg: print(f"  {arm} {budget or ''} s{seed}: {msg}", file=sys.stderr)  # noqa: E731
     if arm == "source_only":
         net = net_factory(cfg, data.num_classes)()
-        model = ADASegModel(net, MultiLevelContrastiveLoss(data.num_classes, net.feature_channels, cfg.contrastive))
+        model = ADASegModel(net, MultiLevelContrastiveLoss(data.num_classes, _feature_dim(net), cfg.contrastive))
         load_weights(model, shared / "warmup" / "weights.safetensors")
         h, w = data.pool[0][0].shape[-2:]
         train = PairedDataset(data.source, _images(data.pool), torch.full((len(data.pool), h, w), 255))

@@ -100,7 +100,7 @@ def region_impurity(logits: torch.Tensor, radius: int) -> tuple[torch.Tensor, to
 
 
 # ---------------------------------------------------------------------------------------------------- selection
-def _check(scores: torch.Tensor, labelled: torch.Tensor, budget: torch.Tensor) -> torch.Tensor:
+def _check(scores: torch.Tensor, labelled: torch.Tensor, budget: torch.Tensor | int) -> torch.Tensor:
     if scores.ndim != 3 or labelled.shape != scores.shape:
         raise ShapeError(
             f"acquisition: scores [B,H,W] and labelled of the same shape expected; got "
@@ -183,13 +183,13 @@ def greedy_select(
     ps = (pixel_scores if pixel_scores is not None else scores).float().nan_to_num(nan=_NEG)
     batch = torch.arange(b, device=dev)
     region = region_radius is not None
-    if region:
-        centre_ok = torch.ones_like(labelled)  # any centre whose square still has an unlabelled pixel
+    rr = int(region_radius or 0)
+    centre_ok = torch.ones_like(labelled)  # region mode: centres not picked yet
     while True:
         taken = labelled | chosen
         cand = ~taken if not region else centre_ok
         if region:
-            free = F.max_pool2d((~taken)[:, None].float(), 2 * region_radius + 1, 1, region_radius)[:, 0] > 0
+            free = F.max_pool2d((~taken)[:, None].float(), 2 * rr + 1, 1, rr)[:, 0] > 0
             cand = cand & free
         progress = spent if count == "pixels" else picks
         active = (progress < budget) & cand.reshape(b, -1).any(1)
@@ -208,7 +208,7 @@ def greedy_select(
             new = torch.zeros_like(chosen)
             new.reshape(b, -1)[batch, idx] = active
         else:
-            new = _window(rows, cols, h, w, region_radius) & ~taken & active[:, None, None]
+            new = _window(rows, cols, h, w, rr) & ~taken & active[:, None, None]
             centre_ok.reshape(b, -1)[batch[active], idx[active]] = False
             if count == "pixels":
                 left = (budget - spent).clamp_min(0)

@@ -66,7 +66,7 @@ class PairedDataset(Dataset):
     Item ``i`` pairs source ``i mod Ns`` with target ``i mod Nt``; the sampler shuffles ``i``, so batches mix.
     """
 
-    def __init__(self, source: Any, target: Dataset, target_labels: torch.Tensor) -> None:
+    def __init__(self, source: Any, target: Any, target_labels: torch.Tensor) -> None:
         self.source, self.target, self.target_labels = source, target, target_labels
         self.n = max(len(source), len(target))
 

@@ -263,6 +263,15 @@ class MultiLevelContrastiveLoss(nn.Module):
         config: :class:`MCUConfig`.
     """
 
+    centres_src: torch.Tensor
+    centres_tgt: torch.Tensor
+    seen_src: torch.Tensor
+    seen_tgt: torch.Tensor
+    confusion: torch.Tensor
+    bank: torch.Tensor
+    bank_count: torch.Tensor
+    bank_ptr: torch.Tensor
+
     def __init__(self, num_classes: int, dim: int, config: MCUConfig | None = None) -> None:
         super().__init__()
         self.num_classes, self.dim = int(num_classes), int(dim)
@@ -294,7 +303,8 @@ class MultiLevelContrastiveLoss(nn.Module):
 
     @torch.no_grad()
     def _update_centres(self, which: str, z: torch.Tensor, y: torch.Tensor) -> None:
-        centres, seen = getattr(self, f"centres_{which}"), getattr(self, f"seen_{which}")
+        centres: torch.Tensor = getattr(self, f"centres_{which}")
+        seen: torch.Tensor = getattr(self, f"seen_{which}")
         batch, present = class_centres(z.float(), y, self.num_classes)
         m = torch.where(seen > 0, torch.full_like(seen, self.config.momentum), torch.zeros_like(seen))[:, None]
         new = F.normalize(m * centres + (1 - m) * batch, dim=1)

@@ -120,7 +120,7 @@ class ADASegTask:
                     if cfg.use_pseudo:
                         thr = pseudo_labels(t_logits.detach(), cfg.pseudo_threshold)
                         unit_labels = torch.where(tgt_lbl != IGNORE, tgt_lbl, thr)
-                    size = tuple(feats.shape[-2:])
+                    size = (int(feats.shape[-2]), int(feats.shape[-1]))
                     k = self.num_classes
                     ls = downsample_labels(src_lbl, size, k)
                     lt = downsample_labels(unit_labels, size, k, sparse=True)
