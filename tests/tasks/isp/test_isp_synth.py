@@ -161,3 +161,10 @@ def test_load_isp_dataset(tiny, tmp_path, monkeypatch):
     with pytest.raises(UnknownNameError):
         load_isp_dataset("sidd")
     assert isp_synth_root_for_seed(1, tmp_path / "isp-synth") == tmp_path / "isp-synth-seed1"
+
+
+def test_example_figure(tiny, tmp_path):
+    from pickwise.tasks.isp.synth import plot_isp_synth_examples
+
+    path = plot_isp_synth_examples(tiny, tmp_path / "fig.png", indices=(0,), full=0)
+    assert path.is_file() and 1000 < path.stat().st_size < 300_000

@@ -77,6 +77,7 @@ __all__ = [
     "evaluate_classical_baseline",
     "isp_synth_is_complete",
     "make_isp_synth",
+    "plot_isp_synth_examples",
     "read_isp_synth_meta",
     "synth_classical_isp",
 ]
@@ -532,3 +533,61 @@ def evaluate_classical_baseline(
         values["ssim"].append(float(ssim(out, rgb[None])))
         values["color_invariant_psnr"].append(float(color_invariant_psnr(out, rgb[None])))
     return {k: float(np.mean(v)) for k, v in values.items()} | {"count": float(len(ds))}
+
+
+@torch.no_grad()
+def plot_isp_synth_examples(
+    root: str | os.PathLike[str], path: str | os.PathLike[str], indices: tuple[int, ...] = (0, 1, 2), full: int = 0
+) -> Path:
+    """Save an example figure: RAW preview, classical baseline and target side by side (needs matplotlib).
+
+    One row per test pair in ``indices`` plus one full-resolution test image (``full``; -1 for none). The preview is
+    the half-resolution pseudo-demosaic with grey-world gains and gamma 1/2.2.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ...metrics.image import psnr, ssim
+    from .classical import grey_world_gains
+    from .raw import pseudo_demosaic
+
+    isp = synth_classical_isp(root)
+    rows = [("test", i) for i in indices] + ([("full", full)] if full >= 0 else [])
+    fig, axes = plt.subplots(len(rows), 3, figsize=(7.5, 2.6 * len(rows)), squeeze=False)
+    for r, (split, index) in enumerate(rows):
+        raw, rgb, name = ZRRDataset(root, split, convention="pynet")[index]
+        lin = isp.linearize(raw[None])
+        preview = pseudo_demosaic(lin).clamp(0, 1)
+        preview = (preview * grey_world_gains(preview).view(-1, 3, 1, 1)).clamp(0, 1) ** (1 / 2.2)
+        out = isp(raw[None])
+        panels = [
+            (preview[0], f"RAW preview ({split} {name}, {raw.shape[-2]}x{raw.shape[-1]}x4)"),
+            (out[0], f"classical: {psnr(out, rgb[None]).item():.2f} dB / SSIM {ssim(out, rgb[None]).item():.3f}"),
+            (rgb, "target"),
+        ]
+        for c, (img, title) in enumerate(panels):
+            axes[r, c].imshow(img.permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
+            axes[r, c].set_title(title, fontsize=7)
+            axes[r, c].axis("off")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=90, format="png")
+    plt.close(fig)
+    buf.seek(0)
+    # a 256-colour palette keeps the file small enough for the docs (about 3x smaller than RGB)
+    with Image.open(buf) as im:
+        small = im.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT)
+    out = io.BytesIO()
+    small.save(out, format="PNG", optimize=True)
+    from ...utils.io import atomic_write_bytes
+
+    atomic_write_bytes(path, out.getvalue())
+    return path
