@@ -395,8 +395,8 @@ def re_ranking(
         if k2 == 1:
             buf.scatter_(1, v_idx[s : s + b], v_val[s : s + b])
         else:
-            for t in range(k2):  # summed in neighbour order, then divided: torchreid's np.mean in float32
-                nb = rank[s : s + b, t]
+            for col in range(k2):  # summed in neighbour order, then divided: torchreid's np.mean in float32
+                nb = rank[s : s + b, col]
                 buf.scatter_add_(1, v_idx[nb], v_val[nb])
             buf /= k2
         nz = buf[:, :n].nonzero()
@@ -544,7 +544,7 @@ class RetrievalAccumulator(Accumulator):
             )
         self._explicit = explicit
 
-    def update(  # type: ignore[override]
+    def update(
         self,
         features: torch.Tensor,
         pids: Any,
@@ -604,9 +604,12 @@ class RetrievalAccumulator(Accumulator):
 
     def merge(self, other: Accumulator) -> RetrievalAccumulator:
         """Append ``other``'s samples (same class and configuration); returns ``self``."""
-        if type(other) is not type(self) or other._config() != self._config():  # type: ignore[attr-defined]
+        if (
+            not isinstance(other, RetrievalAccumulator)
+            or type(other) is not type(self)
+            or other._config() != self._config()
+        ):
             raise TypeError(f"cannot merge {type(other).__name__} into {type(self).__name__} (configurations differ)")
-        assert isinstance(other, RetrievalAccumulator)
         feats, ids = other._tensors()
         if not len(feats):
             return self

@@ -218,8 +218,8 @@ def test_demo_on_the_synthetic_clip(clip, tmp_path, monkeypatch):
 @pytest.mark.skipif(not VTEST.is_file(), reason="vtest.avi (Debian opencv-doc) not installed")
 def test_hog_on_vtest_finds_tracklets(tmp_path):
     pytest.importorskip("cv2")
-    root = video.extract_tracklets(VTEST, tmp_path / "vtest", every=2, max_frames=24, min_len=3, progress=False)
+    root = video.extract_tracklets(VTEST, tmp_path / "vtest", every=2, max_frames=16, min_len=2, progress=False)
     meta = json.loads((root / "pickwise_video.json").read_text())
-    assert meta["num_frames_read"] == 24 and meta["num_tracklets"] >= 2
+    assert meta["num_frames_read"] == 16 and meta["num_tracklets"] >= 2
     tracks = video.read_extracted_tracklets(root)
-    assert all(len(paths) >= 3 for paths, _, _ in tracks)
+    assert all(len(paths) >= 2 for paths, _, _ in tracks)

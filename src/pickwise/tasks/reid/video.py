@@ -429,7 +429,7 @@ def _extract_into(cap: Any, root: Path, settings: dict[str, Any], progress: bool
             boxes, _ = _detect(
                 hog, frame, settings["upscale"], settings["hog_scale"], settings["min_score"], settings["nms_iou"]
             )
-            kept = []
+            kept: list[np.ndarray] = []
             for box in boxes:
                 crop = _crop(frame, box, size)
                 if crop is None:
@@ -641,7 +641,7 @@ def demo_video_retrieval(
     has_partner = np.isin(pids[q_idx], pids[g_idx])
     metrics = acc.compute() if has_partner.any() else None
     dist = acc.distmat().numpy()
-    rows = list(np.flatnonzero(has_partner)) + list(np.flatnonzero(~has_partner))
+    rows = [int(i) for i in np.flatnonzero(has_partner)] + [int(i) for i in np.flatnonzero(~has_partner)]
     rows = rows[: max(1, num_queries)]
     figure = out_dir / "ranked_gallery.png"
     _draw_ranked_gallery(figure, tracklets, q_idx, g_idx, dist, rows, top_k)
@@ -699,6 +699,6 @@ def _draw_ranked_gallery(
     fig.suptitle("first half → second half (not a benchmark: green = same track cut at the middle)", fontsize=7)
     fig.tight_layout()
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fig.savefig(tmp, dpi=80, format="png")
+    fig.savefig(tmp, dpi=72, format="png")
     plt.close(fig)
     os.replace(tmp, path)
