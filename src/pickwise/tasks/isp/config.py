@@ -136,10 +136,21 @@ class LevelsConfig:
     Attributes:
         levels: Levels to train, in order (e.g. ``[5, 4, 3, 2, 1, 0]``); empty: one phase at full resolution.
         epochs: Epochs per phase (one value for all, or one per level); empty: ``train.epochs`` for every phase.
+        steps: Optimizer steps per phase (one value or one per level; overrides ``train.max_steps``); empty: none.
     """
 
     levels: list[int] = field(default_factory=list)
     epochs: list[int] = field(default_factory=list)
+    steps: list[int] = field(default_factory=list)
+
+    def phase_steps(self, default: int | None) -> list[int | None]:
+        """Step limit of each phase."""
+        n = max(1, len(self.levels))
+        if not self.steps:
+            return [default] * n
+        if len(self.steps) == 1:
+            return [self.steps[0]] * n
+        return list(self.steps)
 
     def phase_epochs(self, default: int) -> list[int]:
         """Epochs of each phase."""
@@ -192,9 +203,13 @@ class ISPRunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
 
-    def trainer_config(self, epochs: int | None = None) -> TrainerConfig:
-        """The engine's part (optionally with another epoch count, for one PyNET phase)."""
-        train = dataclasses.replace(self.train, epochs=self.train.epochs if epochs is None else epochs)
+    def trainer_config(self, epochs: int | None = None, max_steps: int | None = None) -> TrainerConfig:
+        """The engine's part (optionally with another epoch count and step limit, for one PyNET phase)."""
+        train = dataclasses.replace(
+            self.train,
+            epochs=self.train.epochs if epochs is None else epochs,
+            max_steps=self.train.max_steps if max_steps is None else max_steps,
+        )
         return TrainerConfig(
             batch_size=self.data.batch_size,
             eval_batch_size=self.data.eval_batch_size,
@@ -289,6 +304,10 @@ def validate_config(cfg: ISPRunConfig) -> ISPRunConfig:
         )
     if cfg.levels.epochs and len(cfg.levels.epochs) not in (1, len(cfg.levels.levels)):
         raise ConfigError("config: levels.epochs must hold one value or one per level")
+    if cfg.levels.steps and len(cfg.levels.steps) not in (1, len(cfg.levels.levels)):
+        raise ConfigError("config: levels.steps must hold one value or one per level")
+    if any(e < 1 for e in cfg.levels.steps):
+        raise ConfigError(f"config: levels.steps must be >= 1; got {cfg.levels.steps}")
     if any(e < 1 for e in cfg.levels.epochs):
         raise ConfigError(f"config: levels.epochs must be >= 1; got {cfg.levels.epochs}")
     check_run_name(cfg.name, cfg.output_dir)

@@ -157,14 +157,16 @@ class VGG19Features(nn.Module):
             raise ConfigError(f"VGG19Features: unknown layer {layer!r}; use one of relu1_1 ... relu5_4 or pool1..pool5")
         self.layer = layer
         modules: list[nn.Module] = []
-        cin = 3
+        cin, last = 3, VGG19_LAYERS[layer]
         for v in _VGG19_CFG:
+            if len(modules) > last:  # build only what the requested layer needs
+                break
             if v == "M":
                 modules.append(nn.MaxPool2d(2, 2))
             else:
                 modules += [nn.Conv2d(cin, int(v), 3, padding=1), nn.ReLU(inplace=False)]
                 cin = int(v)
-        self.features = nn.Sequential(*modules[: VGG19_LAYERS[layer] + 1])
+        self.features = nn.Sequential(*modules[: last + 1])
         self.register_buffer("mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1), persistent=False)
         for p in self.parameters():
@@ -278,6 +280,10 @@ class ISPLoss(nn.Module):
             return charbonnier_loss(pred, target, self.charbonnier_eps)
         if name == "mse":
             return mse_loss(pred, target)
+        if name in ("ssim", "ms_ssim") and min(pred.shape[-2:]) < 11:
+            # the 11x11 window does not fit (e.g. PyNET's coarsest levels): the term is skipped (PyNET uses only
+            # MSE there)
+            return pred.new_zeros(())
         if name == "ssim":
             return ssim_loss(pred, target)
         if name == "ms_ssim":

@@ -123,14 +123,14 @@ def evaluate_isp(
 class _PhaseConfig:
     """What the engine sees for one phase: its :class:`TrainerConfig` and the full ISP config for the records."""
 
-    def __init__(self, cfg: ISPRunConfig, epochs: int, level: int | None, name: str) -> None:
-        self.cfg, self.epochs, self.level, self.name = cfg, epochs, level, name
+    def __init__(self, cfg: ISPRunConfig, epochs: int, steps: int | None, level: int | None, name: str) -> None:
+        self.cfg, self.epochs, self.steps, self.level, self.name = cfg, epochs, steps, level, name
 
     def trainer_config(self) -> Any:
-        return dataclasses.replace(self.cfg.trainer_config(self.epochs), name=self.name)
+        return dataclasses.replace(self.cfg.trainer_config(self.epochs, self.steps), name=self.name)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.cfg.to_dict(), "phase": {"level": self.level, "epochs": self.epochs}}
+        return {**self.cfg.to_dict(), "phase": {"level": self.level, "epochs": self.epochs, "steps": self.steps}}
 
 
 def _save_weights(model: torch.nn.Module, path: Path) -> None:
@@ -214,7 +214,8 @@ def run_isp(
             metrics = evaluate_isp(model, test_set, make_task(cfg), cfg.data.eval_batch_size, dev)
         else:
             epochs = cfg.levels.phase_epochs(cfg.train.epochs)
-            for level, n_epochs in zip(levels, epochs):
+            steps = cfg.levels.phase_steps(cfg.train.max_steps)
+            for level, n_epochs, n_steps in zip(levels, epochs, steps):
                 tag = "full" if level is None else f"level{level}"
                 phase_dir = run_dir / f"phase-{tag}"
                 done = phase_dir / PHASE_DONE
@@ -224,7 +225,7 @@ def run_isp(
                     phases.append(json.loads(done.read_text(encoding="utf-8")))
                     continue
                 task = make_task(cfg, level)
-                phase_cfg = _PhaseConfig(cfg, n_epochs, level, f"{cfg.name}/{tag}")
+                phase_cfg = _PhaseConfig(cfg, n_epochs, n_steps, level, f"{cfg.name}/{tag}")
                 trainer = Trainer(phase_cfg, model, train_set, test_set, task, phase_dir, dev)
                 has_ckpt = (phase_dir / "checkpoints").is_dir() and any((phase_dir / "checkpoints").iterdir())
                 result = trainer.fit(resume=True if (resume and has_ckpt) else None)

@@ -21,8 +21,9 @@ dihedral group D4), mapping each output back with the exact inverse. Three conve
   (the pixel transpose of the mosaic equals the transpose of the packed planes with Gb and Gr swapped); flips and
   rotations by 90/180 degrees change the CFA phase and are left out. Two members, inverted on the RGB pixel grid.
 
-**Measurement.** :func:`measure_inference` reports the median latency and the peak memory of the tensors the call
-allocates (tracked exactly by a dispatch mode on CPU; ``torch.cuda.max_memory_allocated`` on CUDA).
+**Measurement.** :func:`measure_inference` reports the median latency and the peak memory: on CUDA
+``torch.cuda.max_memory_allocated``; on CPU the peak increase of the resident set (sampled) or, exactly, the tensors
+the call allocates (a dispatch mode; its first use costs seconds of imports).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from ...exceptions import InvalidParameterError, ShapeError
 __all__ = [
     "ENSEMBLE_MODES",
     "measure_inference",
+    "peak_rss_increase",
     "peak_tensor_memory",
     "self_ensemble",
     "tile_weights",
@@ -261,6 +263,52 @@ def peak_tensor_memory(fn: Callable[[], Any]) -> tuple[Any, int]:
     return result, tracker.peak
 
 
+def peak_rss_increase(fn: Callable[[], Any], interval: float = 0.001) -> tuple[Any, int | None]:
+    """Run ``fn()`` and return ``(result, peak increase of the process's resident memory in bytes)``.
+
+    A background thread samples ``/proc/self/statm`` every ``interval`` seconds (Linux; None elsewhere). It sees
+    what the process really holds (allocator caches included) but is a lower bound of the tensors' peak when the
+    allocator reuses memory freed before the call. Cheap, unlike :func:`peak_tensor_memory`, whose first use loads
+    PyTorch's dispatch-mode machinery (seconds).
+    """
+    import os
+    import threading
+
+    page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+    def rss() -> int | None:
+        try:
+            with open("/proc/self/statm") as f:
+                return int(f.read().split()[1]) * page
+        except (OSError, ValueError, IndexError):
+            return None
+
+    base = rss()
+    if base is None:
+        return fn(), None
+    peak = [base]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            value = rss()
+            if value is not None and value > peak[0]:
+                peak[0] = value
+            stop.wait(interval)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        result = fn()
+    finally:
+        stop.set()
+        thread.join()
+    end = rss()
+    if end is not None:
+        peak[0] = max(peak[0], end)
+    return result, peak[0] - base
+
+
 def measure_inference(
     model: nn.Module,
     packed_size: tuple[int, int],
@@ -270,6 +318,7 @@ def measure_inference(
     repeats: int = 5,
     warmup: int = 1,
     device: str | torch.device = "cpu",
+    memory: str = "rss",
 ) -> dict[str, float]:
     """Median latency (ms) and peak tensor memory (bytes) of one forward pass at a packed input size.
 
@@ -281,10 +330,15 @@ def measure_inference(
         repeats: Timed runs (the median is reported, with min and max).
         warmup: Untimed runs first.
         device: Where to run.
+        memory: On CPU, ``"rss"`` (:func:`peak_rss_increase`, cheap) or ``"tensors"`` (:func:`peak_tensor_memory`,
+            exact for the tensors the call allocates).
 
     Returns:
-        ``{"latency_ms", "latency_min_ms", "latency_max_ms", "peak_memory_bytes", "repeats"}``.
+        ``{"latency_ms", "latency_min_ms", "latency_max_ms", "peak_memory_bytes", "memory", "repeats"}``
+        (``memory`` names what was measured: ``cuda_allocated``, ``rss_increase`` or ``tensors``).
     """
+    if memory not in ("rss", "tensors"):
+        raise InvalidParameterError(f"measure_inference: memory must be 'rss' or 'tensors'; got {memory!r}")
     device = torch.device(device)
     model = model.to(device).eval()
     x = torch.rand(1, 4, *packed_size, device=device)
@@ -304,17 +358,23 @@ def measure_inference(
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         times.append((time.perf_counter() - start) * 1e3)
+    peak: int | None
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
         base = torch.cuda.memory_allocated(device)
         call()
-        peak = torch.cuda.max_memory_allocated(device) - base
-    else:
+        peak, what = torch.cuda.max_memory_allocated(device) - base, "cuda_allocated"
+    elif memory == "tensors":
         _, peak = peak_tensor_memory(call)
+        what = "tensors"
+    else:
+        _, peak = peak_rss_increase(call)
+        what = "rss_increase"
     return {
         "latency_ms": statistics.median(times),
         "latency_min_ms": min(times),
         "latency_max_ms": max(times),
-        "peak_memory_bytes": int(peak),
+        "peak_memory_bytes": float("nan") if peak is None else int(peak),
+        "memory": what,
         "repeats": repeats,
     }
