@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
 from pathlib import Path
 
@@ -144,6 +145,9 @@ def test_extract_writes_the_mars_layout(clip, tmp_path, monkeypatch):
     meta = json.loads((root / "pickwise_video.json").read_text())
     assert meta["num_cut_tracks"] == 1 and meta["num_tracklets"] == 3
     assert not [p for p in tmp_path.iterdir() if ".tmp-" in p.name]  # the temporary folder was renamed
+    umask = os.umask(0)
+    os.umask(umask)
+    assert root.stat().st_mode & 0o777 == 0o777 & ~umask  # not mkdtemp's private 0700
     back = video.read_extracted_tracklets(root)
     assert sorted((p, c, len(paths)) for paths, p, c in back) == [(1, 0, 12), (1, 1, 12), (2, 0, 10)]
 

@@ -387,6 +387,9 @@ def extract_tracklets(
     try:
         summary = _extract_into(cap, tmp, settings, progress)
         atomic_write_json(tmp / _META, {**settings, **summary})
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it private (0700); the dataset folder gets the usual mode
         if out_root.exists():
             old = out_root.with_name(f".{out_root.name}.old-{os.getpid()}")
             os.replace(out_root, old)
