@@ -188,6 +188,9 @@ class ClassicalISP(nn.Module):
         torch.Size([2, 3, 16, 16])
     """
 
+    gains: torch.Tensor
+    ccm: torch.Tensor
+
     def __init__(
         self,
         pattern: str = "RGGB",
@@ -207,7 +210,7 @@ class ClassicalISP(nn.Module):
         self.sensor_levels = sensor_levels
         if demosaic not in _DEMOSAIC:
             raise InvalidParameterError(f"unknown demosaicing method {demosaic!r}; use one of {', '.join(_DEMOSAIC)}")
-        self.demosaic = demosaic
+        self.demosaic_method = demosaic
         if isinstance(white_balance, str) and white_balance != "grey_world":
             raise InvalidParameterError(f"white_balance must be 'grey_world', None or 3 gains, got {white_balance!r}")
         self.grey_world = white_balance == "grey_world"
@@ -237,7 +240,7 @@ class ClassicalISP(nn.Module):
             raise ShapeError(f"ClassicalISP: expected packed RAW [B, 4, h, w], got shape {tuple(raw.shape)}")
         lin = self.linearize(raw)
         mosaic = unpack_bayer(lin, self.pattern)
-        rgb = _DEMOSAIC[self.demosaic](mosaic, self.pattern).clamp(0.0, 1.0)
+        rgb = _DEMOSAIC[self.demosaic_method](mosaic, self.pattern).clamp(0.0, 1.0)
         gains = grey_world_gains(rgb) if self.grey_world else self.gains.to(rgb).expand(rgb.shape[0], 3)
         rgb = rgb * gains.view(-1, 3, 1, 1)
         rgb = torch.einsum("ij,bjhw->bihw", self.ccm.to(rgb), rgb) * self.exposure

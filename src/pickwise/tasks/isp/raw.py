@@ -156,10 +156,7 @@ def unpack_bayer(packed: Any, pattern: str = "RGGB") -> Any:
         raise ShapeError(f"unpack_bayer: expected packed RAW [..., 4, h, w], got shape {tuple(packed.shape)}")
     h, w = packed.shape[-2:]
     shape = (*packed.shape[:-3], 2 * h, 2 * w)
-    if isinstance(packed, torch.Tensor):
-        out = packed.new_empty(shape)
-    else:
-        out = np.empty(shape, dtype=packed.dtype)
+    out: Any = packed.new_empty(shape) if isinstance(packed, torch.Tensor) else np.empty(shape, dtype=packed.dtype)
     for i, ch in enumerate(PACKED_ORDER):
         r, c = offsets[ch]
         out[..., r::2, c::2] = packed[..., i, :, :]
@@ -486,11 +483,12 @@ class ZRRDataset(Dataset):
         self.convention = convention
         _levels(convention)
         self.bit_depth = bit_depth
+        size: tuple[int, ...] | None = None
         if crop is not None:
-            crop = (crop, crop) if isinstance(crop, int) else tuple(crop)
-            if len(crop) != 2 or any(int(c) <= 0 or int(c) % 2 for c in crop):
+            size = (crop, crop) if isinstance(crop, int) else tuple(int(c) for c in crop)
+            if len(size) != 2 or any(c <= 0 or c % 2 for c in size):
                 raise InvalidParameterError(f"ZRRDataset: crop must be a positive even size, got {crop!r}")
-        self.crop = crop
+        self.crop = size
         self.random_crop = split == "train" if random_crop is None else bool(random_crop)
         base = self.root.joinpath(*_SPLIT_DIRS[split])
         raw_dir, rgb_dir = base / "huawei_raw", base / "canon"

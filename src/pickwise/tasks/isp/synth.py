@@ -210,7 +210,7 @@ def _load_photo(photo: SynthPhoto, max_side: int, opencv_dir: Path) -> np.ndarra
     if max(h, w) > max_side:
         scale = max_side / max(h, w)
         size = (max(1, round(w * scale)), max(1, round(h * scale)))
-        image = np.asarray(Image.fromarray(image).resize(size, Image.LANCZOS))
+        image = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.LANCZOS))
     return np.ascontiguousarray(image)
 
 
