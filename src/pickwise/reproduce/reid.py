@@ -2,22 +2,24 @@
 
 Arms (all trained with the same PK batches, losses, optimizer, schedule and number of steps, unless noted):
 
-- ``mstat``: ``mstat_tiny`` (3 stages: AAP, IAP, AAP+IAP heads; divided space-time attention; temporal patch
-  shuffling);
-- ``vit_avg``: ``vit_frame_avg_tiny``, the same ViT per frame, class tokens averaged over time, one BNNeck;
+- ``mstat``: ``mstat_tiny`` at reproduction size (D = 64, 3 blocks = 1 + 1 + 1, 2 heads; 3 stages with AAP, IAP and
+  AAP+IAP heads; divided space-time attention; temporal patch shuffling), trained from scratch;
+- ``vit_avg``: ``vit_frame_avg_tiny`` at the same size: the ViT per frame, class tokens averaged over time, one BNNeck;
 - ``mnv2_imagenet``: ``reid_mobilenet_v2`` **untrained**: ImageNet MobileNetV2 features averaged over frames
   (evaluation only);
-- ``mnv2_ft``: the same, fine-tuned;
+- ``mnv2_ft``: the same, fine-tuned (blocks 0-13 of 19 frozen);
 - ablations of ``mstat``: ``no_aap`` (``use_aap=False``), ``no_iap`` (``use_iap=False``), ``no_shuffle``
   (``shuffle_prob=0``), ``one_stage`` (``num_stages=1``), ``joint`` (joint space-time attention instead of STA).
 
-Every (arm, seed) is one engine run under ``<output-dir>/runs/`` (resumable from its checkpoints); its summary goes
+The benchmark is a reid-synth generated into ``<output-dir>/data`` (50 train and 50 test identities, 3-5 tracklets
+of 6-10 frames at 64×32 over 6 cameras, 20 distractor tracklets; ``--data-dir`` uses another folder). Every
+(arm, seed) is one engine run under ``<output-dir>/runs/`` (resumable from its checkpoints); its summary goes
 atomically to ``<output-dir>/results/<arm>-s<seed>.json`` and a finished one is skipped on a rerun. The table
 (``reid_table.md``: mean ± standard error over seeds of rank-1/5, mAP, mINP), the figure (``reid_reproduction.png``:
 R1 and mAP bars with standard errors, mean CMC curves) and ``reid_results.json`` are written at the end.
 
-The default budget (64×32 frames, T = 4, P×K = 8×4, 60 steps per run, 2 seeds) fits about 30 minutes on 2 CPU
-cores; ``--quick`` runs a tiny benchmark and tiny models in seconds (for tests).
+Defaults: 64×32 frames, T = 4, P×K = 8×4, AdamW 1e-3 with a cosine schedule, 100 steps per run, 2 seeds.
+``--quick`` runs a tiny benchmark and tiny models in seconds (for tests).
 """
 
 from __future__ import annotations
@@ -50,6 +52,21 @@ ARMS: dict[str, tuple[str, str, dict[str, Any], bool]] = {
     "joint": ("MSTAT joint attention", "mstat_tiny", {"attention": "joint"}, True),
 }
 _VIT_MODELS = ("mstat_tiny", "vit_frame_avg_tiny")
+# the ViT arms at reproduction size: D = 64, 3 blocks (1 + 1 + 1 for the 3-stage MSTAT), 2 heads
+_REPRO_VIT = {"embed_dim": 64, "depth": 3, "num_heads": 2}
+# fine-tuned MobileNetV2: blocks 0-13 of 19 stay frozen (halves the step; the usual partial fine-tuning)
+_MNV2_FROZEN = [f"features.{i}." for i in range(14)]
+# the generated benchmark of the reproduction (reid-synth parameters; half the default identities)
+_REPRO_DATA = {
+    "num_train_ids": 50,
+    "num_test_ids": 50,
+    "num_distractors": 20,
+    "num_junk": 5,
+    "num_cameras": 6,
+    "tracklets_per_id": (3, 5),
+    "seq_len_range": (6, 10),
+    "size": (64, 32),
+}
 
 # the tiny benchmark and models of --quick
 _QUICK_DATA = {
@@ -67,12 +84,14 @@ _QUICK_VIT = {"embed_dim": 32, "depth": 3, "num_heads": 2, "patch_size": 8, "str
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``reproduce reid`` options."""
-    parser.add_argument("--data-dir", help="reid-synth folder (default: its default location; generated if missing)")
+    parser.add_argument(
+        "--data-dir", help="a reid-synth folder (default: generate the reproduction's one in OUTPUT_DIR/data)"
+    )
     parser.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated arms (default all: {','.join(ARMS)})")
     parser.add_argument(
         "--seeds", default=None, help="comma-separated seeds, one run of every arm per seed (default 0,1; --quick: 0)"
     )
-    parser.add_argument("--steps", type=int, default=60, help="optimizer steps per trained run")
+    parser.add_argument("--steps", type=int, default=100, help="optimizer steps per trained run")
     parser.add_argument("--height", type=int, default=64)
     parser.add_argument("--width", type=int, default=32)
     parser.add_argument("--seq-len", type=int, default=4, help="frames per clip T")
@@ -91,6 +110,8 @@ def _run_config(arm: str, seed: int, opts: dict[str, Any], out: Path) -> Any:
     cfg = ReIDRunConfig(name=f"{arm}-s{seed}", output_dir=str(out / "runs"))
     cfg.model.name = model
     cfg.model.kwargs = {**(opts["vit_kwargs"] if model in _VIT_MODELS else {}), **kwargs}
+    if arm == "mnv2_ft":
+        cfg.model.freeze = [f"{opts['mnv2_prefix']}{p}" for p in _MNV2_FROZEN]
     cfg.data.name = "reid-synth"
     cfg.data.root = opts["data_dir"]
     cfg.data.seq_len, cfg.data.height, cfg.data.width = opts["seq_len"], opts["height"], opts["width"]
@@ -238,7 +259,7 @@ def run_reproduction(
     *,
     arms: tuple[str, ...] = tuple(ARMS),
     seeds: tuple[int, ...] = (0, 1),
-    steps: int = 60,
+    steps: int = 100,
     height: int = 64,
     width: int = 32,
     seq_len: int = 4,
@@ -262,12 +283,11 @@ def run_reproduction(
     if unknown or not arms:
         raise ConfigError(f"reproduce reid: unknown arm(s) {unknown or '(none)'}; choose from {', '.join(ARMS)}")
     out = Path(output_dir)
-    vit_kwargs: dict[str, Any] = {}
-    if quick:
+    vit_kwargs: dict[str, Any] = dict(_QUICK_VIT if quick else _REPRO_VIT)
+    if data_dir is None:
         from ..tasks.reid.synth import make_reid_synth
 
-        data_dir = make_reid_synth(out / "data", seed=0, progress=False, **_QUICK_DATA)
-        vit_kwargs = dict(_QUICK_VIT)
+        data_dir = make_reid_synth(out / "data", seed=0, progress=not quick, **(_QUICK_DATA if quick else _REPRO_DATA))
     dataset = load_reid_dataset("reid-synth", data_dir)
     batches = PKSampler([t.pid for t in dataset.train], identities, instances).num_batches
     opts = {
@@ -282,6 +302,7 @@ def run_reproduction(
         "instances": instances,
         "lr": lr,
         "vit_kwargs": vit_kwargs,
+        "mnv2_prefix": "backbone.",
     }
     start = time.perf_counter()
     rows = []

@@ -152,3 +152,21 @@ def test_dataset_checks_and_frame_record():
         check_reid_dataset(dataclasses.replace(ds, train=[*ds.train, Tracklet((), 1, 1)]), cfg)
     table = metrics_table({"a": dict.fromkeys(("rank1", "rank5", "rank10", "rank20", "mAP", "mINP"), 0.5)})
     assert "| a | 50.0 | 50.0 |" in table
+
+
+def test_build_model_freezes_prefixes_and_checks_them():
+    from pickwise.tasks.reid.run import build_reid_model
+
+    tiny = "model.kwargs={embed_dim: 16, depth: 3, num_heads: 2, patch_size: 8, stride: 8}"
+    sizes = ["data.height=16", "data.width=8", "data.seq_len=2"]
+    plain = build_reid_model(resolve_reid_config(overrides=[tiny, *sizes]), num_classes=4, num_cameras=2)
+    fixed = {n for n, p in plain.backbone.named_parameters() if not p.requires_grad}  # e.g. BNNeck biases
+    cfg = resolve_reid_config(overrides=[tiny, *sizes, "model.freeze=[blocks.0., patch_embed]"])
+    net = build_reid_model(cfg, num_classes=4, num_cameras=2)
+    frozen = {n for n, p in net.backbone.named_parameters() if not p.requires_grad} - fixed
+    assert frozen and all(n.startswith(("blocks.0.", "patch_embed")) for n in frozen)
+    assert any(n.startswith("blocks.1.") for n, p in net.backbone.named_parameters() if p.requires_grad)
+    with pytest.raises(ConfigError, match="matches no parameter"):
+        build_reid_model(resolve_reid_config(overrides=[tiny, *sizes, "model.freeze=[nothing.]"]), 4, 2)
+    with pytest.raises(ConfigError, match="cannot be built"):
+        build_reid_model(resolve_reid_config(overrides=["model.kwargs.not_an_option=1", *sizes]), 4, 2)

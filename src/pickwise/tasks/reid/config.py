@@ -71,10 +71,13 @@ class ReIDModelConfig:
             ``reid_mobilenet_v2``).
         kwargs: Extra constructor options (e.g. ``{"use_aap": false}`` for an ablation); ``num_classes``,
             ``num_cameras``, ``seq_len`` and ``img_size`` come from the data and must not be set here.
+        freeze: Parameter-name prefixes (as in ``model.named_parameters()``) kept frozen, e.g. the early blocks
+            of a pretrained CNN (``["backbone.features.0.", "backbone.features.1."]``); empty: train everything.
     """
 
     name: str = "mstat_tiny"
     kwargs: dict[str, Any] = field(default_factory=dict)
+    freeze: list[str] = field(default_factory=list)
 
 
 @dataclass

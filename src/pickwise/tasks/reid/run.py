@@ -214,6 +214,17 @@ def build_reid_model(cfg: ReIDRunConfig, num_classes: int, num_cameras: int) -> 
         raise
     except TypeError as err:
         raise ConfigError(f"config: model {cfg.model.name} cannot be built with model.kwargs ({err})") from None
+    if cfg.model.freeze:
+        names = [n for n, _ in backbone.named_parameters()]
+        for prefix in cfg.model.freeze:
+            if not any(n.startswith(prefix) for n in names):
+                raise ConfigError(
+                    f"config: model.freeze prefix {prefix!r} matches no parameter of {cfg.model.name} "
+                    f"(names look like {names[0]!r} ... {names[-1]!r})"
+                )
+        for n, p in backbone.named_parameters():
+            if any(n.startswith(prefix) for prefix in cfg.model.freeze):
+                p.requires_grad_(False)
     centers = None
     if cfg.loss.center_weight > 0:
         from .losses import CenterLoss
