@@ -21,7 +21,8 @@ placed boxes) stay in the gallery; junk tracklets (label -1) are dropped by the 
 Defaults (chosen so that generation takes well under a minute on one core and the frame-averaged features of an
 ImageNet MobileNetV2 are far from solving it; measured numbers in docs/reid_data.md): 100 train and 100 test
 identities, 3-5 tracklets each over 2-4 of 6 cameras, 8-16 frames per tracklet, 128x64 frames (half of MARS's 256x128:
-four times fewer pixels to draw, store and read), 40 distractor and 10 junk tracklets, ``strength = 1``.
+four times fewer pixels to draw, store and read), 40 distractor and 10 junk tracklets, nuisance ``strength = 0.5``
+and ``background = 0.3`` (the two difficulty knobs, calibrated).
 
 The folder is built in a temporary sibling folder and moved into place with ``os.replace``; a complete folder with
 the same parameters is reused as it is. Everything is drawn from ``numpy.random.default_rng`` seeded by
@@ -52,7 +53,7 @@ __all__ = [
     "reid_synth_is_complete",
 ]
 
-VERSION = 1
+VERSION = 2
 """Bumped whenever the drawing changes, so that old folders are regenerated."""
 
 DEFAULT_PARAMS: dict[str, Any] = {
@@ -64,8 +65,8 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "tracklets_per_id": (3, 5),
     "seq_len_range": (8, 16),
     "size": (128, 64),
-    "strength": 1.0,
-    "background": 0.45,
+    "strength": 0.5,
+    "background": 0.3,
 }
 _ROLE_IDENTITY, _ROLE_TRACK, _ROLE_PASSERBY, _ROLE_CAMERA, _ROLE_DISTRACTOR = 1, 2, 3, 4, 5
 _NUM_PASSERBY = 24
@@ -151,9 +152,12 @@ def _plan(seed: int, p: dict[str, Any]) -> list[dict[str, Any]]:
         split = "train" if gid < n_train else "test"
         pid = 2 * gid + 1 if split == "train" else 2 * (gid - n_train) + 2
         n = int(rng.integers(p["tracklets_per_id"][0], p["tracklets_per_id"][1] + 1))
-        m = int(rng.integers(2, max(2, min(n - 1, num_cams)) + 1))  # cameras; n - m tracklets repeat a camera
+        # m cameras, one query each; the n - m other tracklets go to distinct cameras (cycling), so that most
+        # queries keep a true match from another camera in torchreid's query-free gallery
+        m = int(rng.integers(2, max(2, min(n - 2, num_cams)) + 1))
         cams = rng.choice(num_cams, m, replace=False).tolist()
-        cams += rng.choice(cams, n - m).tolist()
+        order = rng.permutation(cams).tolist()
+        cams += [order[i % m] for i in range(n - m)]
         for k, cam in enumerate(cams):
             plan.append({"split": split, "pid": pid, "cam": cam + 1, "gid": gid, "k": k, "kind": "person"})
     for k in range(p["num_distractors"] + p["num_junk"]):
@@ -293,8 +297,9 @@ def make_reid_synth(
         progress: Print progress lines (every 10 s) while drawing.
         **params: Overrides of :data:`DEFAULT_PARAMS`: ``num_train_ids``, ``num_test_ids``, ``num_distractors``,
             ``num_junk``, ``num_cameras`` (2..9), ``tracklets_per_id`` (lo, hi) with lo >= 2, ``seq_len_range``
-            (lo, hi), ``size`` (H, W), ``strength`` (0 = clean frames, 1 = the calibrated default; scales every
-            nuisance).
+            (lo, hi), ``size`` (H, W), ``strength`` (0 = clean frames, 1 = hard; scales every
+            camera, illumination, jitter and occluder nuisance; default 0.5), ``background`` (contrast of the
+            background photos: 0 = flat, 1 = as shot; default 0.3).
 
     Returns:
         The folder, in MARS layout.

@@ -39,7 +39,7 @@ def calibrate_reid_synth(
     root: str | os.PathLike[str] | None = None,
     *,
     seq_len: int = 8,
-    size: tuple[int, int] = (256, 128),
+    size: tuple[int, int] = (128, 64),
     metric: str = "cosine",
     query_in_gallery: bool = False,
     batch: int = 16,
@@ -49,7 +49,7 @@ def calibrate_reid_synth(
     Args:
         root: A ``reid-synth`` (or any MARS-layout) folder; default: the default ``reid-synth`` (generated if needed).
         seq_len: Frames per tracklet, sampled ``"evenly"`` (deterministic).
-        size: Input size ``(H, W)`` of the network (frames are resized).
+        size: Input size ``(H, W)`` of the network (frames are resized; the default is reid-synth's own size).
         metric: ``"cosine"`` (1 - cosine similarity) or ``"euclidean"``.
         query_in_gallery: Use MARS's official gallery (queries kept) instead of torchreid's.
         batch: Tracklets per forward pass.

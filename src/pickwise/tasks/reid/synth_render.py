@@ -209,6 +209,8 @@ class Camera:
     """One camera's viewpoint, optics and colour response (see the module docstring)."""
 
     scene: np.ndarray  # (H, W, 3) float background, already scaled for this camera
+    ground: np.ndarray  # same shape: the pavement shown below the horizon
+    horizon: float  # frame rows below this fraction of the height show the ground
     person_scale: tuple[float, float]  # person height / box height range
     stretch: float  # horizontal stretch of the person in the box
     lowres: float  # render at this fraction of the resolution, then upsample (1 = sharp)
@@ -244,30 +246,36 @@ def make_camera(
         (max(size[0] + 1, round(img.shape[0] * scale)), max(size[1] + 1, round(img.shape[1] * scale))),
     )
     contrast = float(np.clip(background * rng.uniform(0.7, 1.3), 0.0, 1.0))
-    scene = scene.mean((0, 1)) + contrast * (scene - scene.mean((0, 1)))
-    # a ground band (pavement: a low-contrast grey texture) under the walkers' feet
+    # a muted scene: contrast and saturation reduced, mean colour pulled halfway to grey
+    mean = scene.mean((0, 1))
+    grey = scene.mean(2, keepdims=True)
+    sat = float(rng.uniform(0.3, 0.6))
+    scene = 0.5 * mean + 0.25 + contrast * ((grey + sat * (scene - grey)) - mean)
+    # a ground band (pavement: a low-contrast grey texture) under the walkers' feet, in frame coordinates
     ground_src = source_images()[str(rng.choice(["gravel", "brick", "grass", "coins"]))]
     ground = _resize(np.ascontiguousarray(_crop(ground_src, rng, 256)), (scene.shape[0], scene.shape[1]))
     tint = np.asarray(PALETTE[int(rng.choice([2, 10, 11, 9, 1]))], dtype=np.float32) / 255.0
-    ground = tint * (1.0 + 0.6 * contrast * (ground[..., None] - ground.mean()))
-    horizon = float(rng.uniform(0.6, 0.8))
-    rows = np.arange(scene.shape[0], dtype=np.float32)[:, None, None] / scene.shape[0]
-    scene = np.where(rows > horizon, ground, scene)
-    pil = Image.fromarray((np.clip(scene, 0, 1) * 255).astype(np.uint8))
-    scene = np.asarray(pil.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.8, 1.6)))), dtype=np.float32) / 255
+    ground = 0.5 * tint + 0.25 + 0.6 * contrast * (ground[..., None] - ground.mean())
+    blur = ImageFilter.GaussianBlur(float(rng.uniform(0.8, 1.6)))
+    scene, ground = (
+        np.asarray(Image.fromarray((np.clip(a, 0, 1) * 255).astype(np.uint8)).filter(blur), dtype=np.float32) / 255
+        for a in (scene, ground)
+    )
     lo = float(rng.uniform(0.8, 0.9))
     views = np.ones(4) * 0.1
     views[rng.permutation(4)[:2]] += np.array([0.6, 0.2])
-    mix = np.eye(3) + rng.normal(0, 0.05 * s, (3, 3)) * (1 - np.eye(3))
+    mix = np.eye(3) + rng.normal(0, 0.04 * s, (3, 3)) * (1 - np.eye(3))
     return Camera(
-        scene=np.clip(scene, 0, 1).astype(np.float32),
+        scene=scene,
+        ground=ground,
+        horizon=float(rng.uniform(0.6, 0.8)),
         person_scale=(lo, min(0.98, lo + 0.08)),
         stretch=float(np.exp(rng.normal(0, 0.08 * s))),
         lowres=float(rng.choice([1.0, 0.75, 0.5], p=[0.5, 0.3, 0.2])) if s > 0 else 1.0,
-        gains=np.exp(rng.normal(0, 0.12 * s, 3)).astype(np.float32),
+        gains=np.exp(rng.normal(0, 0.08 * s, 3)).astype(np.float32),
         mix=(mix / mix.sum(1, keepdims=True)).astype(np.float32),
-        gamma=float(np.exp(rng.normal(0, 0.15 * s))),
-        brightness=float(np.exp(rng.normal(0, 0.18 * s))),
+        gamma=float(np.exp(rng.normal(0, 0.1 * s))),
+        brightness=float(np.exp(rng.normal(0, 0.12 * s))),
         blur=float(rng.uniform(0.0, 1.0) * s),
         noise=float(rng.uniform(0.004, 0.025) * s),
         jpeg_quality=int(rng.integers(60, 95)),
@@ -542,7 +550,7 @@ def render_tracklet(
     yy, xx = np.mgrid[0:h_out, 0:w_out].astype(np.float32)
     ramp = 1.0 + ramp_amp * ((yy / h_out - 0.5) * math.sin(ramp_dir) + (xx / w_out - 0.5) * math.cos(ramp_dir))
     occ = None
-    if s > 0 and rng.random() < 0.35 * min(1.0, s):
+    if s > 0 and rng.random() < 0.25 * min(1.0, s):
         occ = str(rng.choice(["object", "pole", "person"], p=[0.4, 0.25, 0.35]))
         occ_tex = _crop(source_images()[_COLOUR_PHOTOS[int(rng.integers(5))]], rng, 120)
         occ_h = float(rng.uniform(0.2, 0.45))
@@ -551,12 +559,14 @@ def render_tracklet(
         occ_fabrics = _fabric_images(occluder_ident, person_h * SS) if occluder_ident is not None else None
         if occ == "person" and occluder_ident is None:
             occ = "object"
+    ground_rows = (np.arange(h_out) >= cam.horizon * h_out)[:, None, None]
     frames = []
     for t in range(num_frames):
         fy, fx = by + drift[0] * t, bx + drift[1] * t
         fy = min(max(fy, 0.0), sh - h_out - 1.0)
         fx = min(max(fx, 0.0), sw_ - w_out - 1.0)
-        bg = cam.scene[int(fy) : int(fy) + h_out, int(fx) : int(fx) + w_out]
+        win = (slice(int(fy), int(fy) + h_out), slice(int(fx), int(fx) + w_out))
+        bg = np.where(ground_rows, cam.ground[win], cam.scene[win])
         frame = Image.fromarray((bg * 255).astype(np.uint8)).resize((work_w, work_h), Image.BILINEAR)
         phase = phase0 + 2 * math.pi * t / period
         jit_s = 1.0 + float(rng.normal(0, 0.035 * s))
