@@ -131,3 +131,13 @@ def test_too_small_for_window():
         ssim(x, x)
     with pytest.raises(ShapeError, match="at least 161"):
         ms_ssim(torch.rand(1, 3, 160, 400), torch.rand(1, 3, 160, 400))
+
+
+def test_cpu_chunking_gives_the_same_values(monkeypatch):
+    import pickwise.metrics.image as image
+
+    pred, target = _pair(b=5, h=170, w=166, seed=7)
+    whole_ssim, whole_ms = ssim(pred, target, reduction="none"), ms_ssim(pred, target, reduction="none")
+    monkeypatch.setattr(image, "_CPU_CHUNK_ELEMENTS", 2 * 3 * 170 * 166)  # chunks of 2 images (2, 2, 1)
+    torch.testing.assert_close(ssim(pred, target, reduction="none"), whole_ssim, rtol=0, atol=1e-6)
+    torch.testing.assert_close(ms_ssim(pred, target, reduction="none"), whole_ms, rtol=0, atol=1e-6)
