@@ -141,3 +141,20 @@ def test_cpu_chunking_gives_the_same_values(monkeypatch):
     monkeypatch.setattr(image, "_CPU_CHUNK_ELEMENTS", 2 * 3 * 170 * 166)  # chunks of 2 images (2, 2, 1)
     torch.testing.assert_close(ssim(pred, target, reduction="none"), whole_ssim, rtol=0, atol=1e-6)
     torch.testing.assert_close(ms_ssim(pred, target, reduction="none"), whole_ms, rtol=0, atol=1e-6)
+
+
+def test_image_quality_accumulator_merges_to_whole():
+    from pickwise.metrics.image import ImageQualityMetric
+
+    pred, target = _pair(b=5, h=24, w=24, seed=8)
+    a, b, whole = (ImageQualityMetric(("psnr", "ssim", "color_invariant_psnr")) for _ in range(3))
+    a.update(pred[:2], target[:2])
+    b.update(pred[2:], target[2:])
+    whole.update(pred, target)
+    merged = a.merge(b).compute()
+    assert merged["count"] == 5
+    assert merged["psnr"] == pytest.approx(psnr(pred, target).item(), rel=1e-9)
+    assert merged["ssim"] == pytest.approx(ssim(pred, target).item(), rel=1e-6)
+    assert merged == pytest.approx(whole.compute(), rel=1e-9)
+    with pytest.raises(InvalidParameterError, match="unknown metric"):
+        ImageQualityMetric(("lpips",))

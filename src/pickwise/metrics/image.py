@@ -47,13 +47,17 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
 from ..exceptions import InvalidParameterError, ShapeError
+from ._base import Accumulator
 
 __all__ = [
     "MS_SSIM_WEIGHTS",
+    "ImageQualityMetric",
     "color_invariant_psnr",
     "gaussian_window",
     "ms_ssim",
@@ -385,3 +389,80 @@ def color_invariant_psnr(
     mse = (fitted - y).pow(2).flatten(1).mean(dim=1)
     values = 10.0 * torch.log10(data_range**2 / mse)
     return _reduce(values, reduction)
+
+
+_IMAGE_METRICS: dict[str, Callable[..., torch.Tensor]] = {
+    "psnr": psnr,
+    "ssim": ssim,
+    "ms_ssim": ms_ssim,
+    "color_invariant_psnr": color_invariant_psnr,
+}
+
+
+class ImageQualityMetric(Accumulator):
+    """Streaming mean of per-image metrics (additive float64 sums + an image count; ``sync`` sums over processes).
+
+    Args:
+        metrics: names among ``"psnr"``, ``"ssim"``, ``"ms_ssim"``, ``"color_invariant_psnr"`` (each reported
+            under its own key; SSIM and MS-SSIM are never merged).
+        data_range: peak value passed to every metric.
+        quantize: 8-bit quantisation for PSNR (MW-ISPNet's convention).
+        channel: ``"rgb"`` or ``"y"`` for PSNR/SSIM/MS-SSIM.
+        clamp: clamp predictions to ``[0, data_range]`` first (what saving an image does); default True.
+
+    Example:
+        >>> import torch
+        >>> m = ImageQualityMetric(metrics=("psnr",))
+        >>> m.update(torch.full((2, 3, 8, 8), 0.6), torch.full((2, 3, 8, 8), 0.5))
+        >>> {k: round(v, 3) for k, v in m.compute().items()}
+        {'psnr': 20.0, 'count': 2}
+    """
+
+    def __init__(
+        self,
+        metrics: tuple[str, ...] = ("psnr", "ssim"),
+        data_range: float = 1.0,
+        quantize: bool = False,
+        channel: str = "rgb",
+        clamp: bool = True,
+    ) -> None:
+        super().__init__()
+        unknown = [m for m in metrics if m not in _IMAGE_METRICS]
+        if unknown or not metrics:
+            raise InvalidParameterError(
+                f"ImageQualityMetric: unknown metric(s) {unknown or metrics}; use {', '.join(_IMAGE_METRICS)}"
+            )
+        _check_options("ImageQualityMetric", data_range, channel, "mean")
+        self.metrics, self.data_range, self.quantize, self.channel, self.clamp = (
+            tuple(metrics),
+            data_range,
+            quantize,
+            channel,
+            clamp,
+        )
+        for name in self.metrics:
+            self.add_state(name, torch.zeros((), dtype=torch.float64))
+        self.add_state("count", torch.zeros((), dtype=torch.int64))
+
+    @torch.no_grad()
+    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        """Add a batch of predictions and targets (``[B, C, H, W]`` or ``[C, H, W]``)."""
+        pred, target = _check_pair(pred, target, "ImageQualityMetric")
+        if self.clamp:
+            pred = pred.clamp(0.0, self.data_range)
+        for name in self.metrics:
+            kwargs: dict = {"data_range": self.data_range, "reduction": "none"}
+            if name == "psnr":
+                kwargs.update(quantize=self.quantize, channel=self.channel)
+            elif name in ("ssim", "ms_ssim"):
+                kwargs["channel"] = self.channel
+            values = _IMAGE_METRICS[name](pred, target, **kwargs)
+            self._add(name, values.double().sum().cpu())
+        self._add("count", torch.tensor(pred.shape[0], dtype=torch.int64))
+
+    def compute(self) -> dict[str, float]:
+        """Mean of every metric over the images added so far, and ``count``."""
+        n = int(self.count)
+        out: dict[str, float] = {name: float(self._state[name]) / n if n else float("nan") for name in self.metrics}
+        out["count"] = n
+        return out
