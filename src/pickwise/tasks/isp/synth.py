@@ -165,9 +165,11 @@ def default_isp_synth_root() -> Path:
 
 
 def available_photos(photos: str = "auto", opencv_dir: Path | None = None) -> list[SynthPhoto]:
-    """The photos ``make_isp_synth`` would use: ``"bundled"`` (pip packages only), ``"auto"`` (+ opencv-doc if found).
+    """The photos ``make_isp_synth`` would use.
 
-    ``"all"`` requires opencv-doc and raises :class:`DataNotFoundError` without it.
+    ``"bundled"``: the 7 photos of scikit-image, scikit-learn and matplotlib (all three required); ``"auto"``: those
+    of the installed packages plus opencv-doc's when found; ``"all"``: every photo, raising
+    :class:`DataNotFoundError` without opencv-doc.
     """
     if photos not in ("auto", "bundled", "all"):
         raise InvalidParameterError(f"isp-synth: photos must be 'auto', 'bundled' or 'all', got {photos!r}")
@@ -175,6 +177,11 @@ def available_photos(photos: str = "auto", opencv_dir: Path | None = None) -> li
     out = [p for p in PHOTOS if p.package != "opencv-doc"]
     if photos == "bundled":
         return out
+    if photos == "auto":  # skip photos of packages that are not installed (the list is recorded in meta.json)
+        import importlib.util
+
+        modules = {"skimage": "skimage", "sklearn": "sklearn", "matplotlib": "matplotlib"}
+        out = [p for p in out if importlib.util.find_spec(modules[p.package]) is not None]
     found = [p for p in PHOTOS if p.package == "opencv-doc" and (folder / p.loader).is_file()]
     if photos == "all" and len(found) < sum(p.package == "opencv-doc" for p in PHOTOS):
         raise DataNotFoundError(
