@@ -78,6 +78,11 @@ def test_deterministic_reused_and_conflicts(tiny, tmp_path):
     again = make_isp_synth(tmp_path / "a", seed=0, progress=False, **TINY)
     for sub in ("train/huawei_raw/3.png", "test/canon/1.png", "full_resolution/huawei_raw/0.png"):
         assert (again / sub).read_bytes() == (tiny / sub).read_bytes()
+    from pickwise.tasks.isp.datasets import split_checksum
+
+    meta = read_isp_synth_meta(again)
+    assert meta["sha256"] == read_isp_synth_meta(tiny)["sha256"] and set(meta["sha256"]) == {"train", "test", "full"}
+    assert meta["sha256"]["test"] == split_checksum(tiny, "test") != split_checksum(tiny, "train")
     stamp = (again / "meta.json").stat().st_mtime_ns
     assert make_isp_synth(again, seed=0, progress=False, **TINY) == again
     assert (again / "meta.json").stat().st_mtime_ns == stamp  # reused, not regenerated

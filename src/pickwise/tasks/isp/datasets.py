@@ -11,6 +11,7 @@ knows which one it sees:
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 from ...exceptions import DataNotFoundError, UnknownNameError
 from .raw import RawLevels, ZRRDataset
 
-__all__ = ["ISP_DATASETS", "find_zrr_root", "isp_synth_root_for_seed", "load_isp_dataset"]
+__all__ = ["ISP_DATASETS", "find_zrr_root", "isp_synth_root_for_seed", "load_isp_dataset", "split_checksum"]
 
 ISP_DATASETS = ("zrr", "isp-synth")
 
@@ -78,3 +79,18 @@ def load_isp_dataset(
         make_isp_synth(folder, seed=seed, progress=progress, **(synth_params or {}))
         return ZRRDataset(folder, split, crop=crop, convention=convention, **options)
     raise UnknownNameError(f"unknown ISP dataset {name!r}; use one of {', '.join(ISP_DATASETS)}")
+
+
+def split_checksum(root: str | os.PathLike[str], split: str = "test") -> str:
+    """sha256 over a split's pairs in :class:`ZRRDataset` order (names and file bytes of RAW and target).
+
+    Two copies of ZRR (or two generated benchmarks) hold the same pairs exactly when their checksums agree, so a
+    reported number can name the data it was measured on.
+    """
+    ds = ZRRDataset(root, split)
+    digest = hashlib.sha256()
+    for name, raw, rgb in zip(ds.names, ds.raw_paths, ds.rgb_paths):
+        digest.update(name.encode() + b"\0")
+        for path in (raw, rgb):
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()

@@ -468,6 +468,11 @@ def make_isp_synth(
     try:
         info = _generate(tmp, seed, p, photos, progress)
         seconds = time.perf_counter() - start
+        from .datasets import split_checksum
+
+        checksums = {split: split_checksum(tmp, split) for split in ("train", "test")}
+        if p["full_images"] and info["counts"]["full"]:
+            checksums["full"] = split_checksum(tmp, "full")
         meta = {
             "generator": GENERATOR,
             "version": VERSION,
@@ -478,6 +483,7 @@ def make_isp_synth(
             **info,
             "layout": "ZRR: <split>/huawei_raw/<i>.png (10-bit RGGB in 16-bit PNG) + <split>/canon/<i>.<ext>",
             "raw_convention_hint": "black 63, white 1020: normalize with 'mwisp' for linear data, or 'pynet' as ZRR",
+            "sha256": checksums,
             "generation_seconds": round(seconds, 2),
             "size_bytes": _folder_size(tmp),
             "python": sys.version.split()[0],
