@@ -19,25 +19,25 @@ def _only_reid(monkeypatch):  # the other task packages' commands are not needed
 
 
 def test_quick_reproduction_writes_table_figure_and_skips_finished_runs(tmp_path, capsys):
-    args = ["reproduce", "reid", "--quick", "--arms", "mstat,mnv2_imagenet", "--seeds", "0,1"]
+    args = ["reproduce", "reid", "--quick", "--arms", "vit_avg,mnv2_imagenet", "--seeds", "0,1"]
     assert main([*args, "--output-dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    assert "MSTAT (tiny)" in out and "MobileNetV2 ImageNet, untrained" in out
+    assert "ViT frame average" in out and "MobileNetV2 ImageNet, untrained" in out
     payload = json.loads((tmp_path / "reid_results.json").read_text())
     assert [(r["arm"], r["seed"]) for r in payload["runs"]] == [
-        ("mstat", 0), ("mnv2_imagenet", 0), ("mstat", 1), ("mnv2_imagenet", 1)
+        ("vit_avg", 0), ("mnv2_imagenet", 0), ("vit_avg", 1), ("mnv2_imagenet", 1)
     ]  # fmt: skip
     for row in payload["runs"]:
         assert 0.0 <= row["metrics"]["mAP"] <= 1.0 and len(row["cmc"]) > 0
         assert (row["steps"] == 3) == row["trained"]
-    entry = payload["summary"]["mstat"]
-    maps = [r["metrics"]["mAP"] for r in payload["runs"] if r["arm"] == "mstat"]
+    entry = payload["summary"]["vit_avg"]
+    maps = [r["metrics"]["mAP"] for r in payload["runs"] if r["arm"] == "vit_avg"]
     assert entry["mAP"] == pytest.approx(sum(maps) / 2)
     assert entry["mAP_se"] == pytest.approx(abs(maps[0] - maps[1]) / 2)  # s.e. of two values = |a - b| / 2
     assert (tmp_path / "reid_reproduction.png").read_bytes()[:4] == b"\x89PNG"
     assert "± " in (tmp_path / "reid_table.md").read_text()
     assert sorted(p.name for p in (tmp_path / "results").iterdir()) == [
-        "mnv2_imagenet-s0.json", "mnv2_imagenet-s1.json", "mstat-s0.json", "mstat-s1.json"
+        "mnv2_imagenet-s0.json", "mnv2_imagenet-s1.json", "vit_avg-s0.json", "vit_avg-s1.json"
     ]  # fmt: skip
 
     assert main([*args, "--output-dir", str(tmp_path)]) == 0  # every run is done: all skipped

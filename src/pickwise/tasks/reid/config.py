@@ -171,6 +171,7 @@ class ReIDEvalConfig:
             ``euclidean``.
         rerank: k-reciprocal re-ranking (Zhong et al., CVPR 2017) with k1 = 20, k2 = 6, λ = 0.3.
         max_rank: Length of the CMC curve.
+        figures: Write ``cmc.png`` and ``ranked.png`` (the metrics table is always written).
         figure_queries: Queries drawn in the ranked-gallery figure.
         figure_topk: Gallery items per query in that figure.
     """
@@ -178,6 +179,7 @@ class ReIDEvalConfig:
     metric: str = "cosine"
     rerank: bool = False
     max_rank: int = 50
+    figures: bool = True
     figure_queries: int = 6
     figure_topk: int = 8
 

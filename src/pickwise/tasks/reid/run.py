@@ -412,7 +412,7 @@ def run_reid(
                 payload["cmc"] = [float(v) for v in task.last_accumulator.result().cmc[:20]]
             if all(k in result.metrics for k in METRIC_KEYS):
                 atomic_write_text(run_dir / "metrics.md", metrics_table({cfg.name: result.metrics}))
-                if task.last_accumulator is not None:
+                if task.last_accumulator is not None and cfg.eval.figures:
                     _write_figures(run_dir, "", task.last_accumulator, dataset, cfg, cfg.model.name)
             atomic_write_json(run_dir / "results.json", payload)
         return ReIDRunResult(
@@ -559,6 +559,7 @@ def evaluate_reid(
     out_dir.mkdir(parents=True, exist_ok=True)
     label = f"{cfg.model.name}{' + re-ranking' if cfg.eval.rerank else ''}"
     atomic_write_text(out_dir / "eval-metrics.md", metrics_table({label: metrics}))
-    _write_figures(out_dir, "eval-", task.last_accumulator, dataset, cfg, label)
+    if cfg.eval.figures:
+        _write_figures(out_dir, "eval-", task.last_accumulator, dataset, cfg, label)
     atomic_write_json(out_dir / "evaluation.json", payload)
     return payload
