@@ -101,11 +101,11 @@ def ranked_gallery_figure(
     draw = ImageDraw.Draw(canvas)
     if title:
         draw.text((gap, 1), title, fill="black")
-    colours = {None: (0, 0, 0), True: (26, 158, 26), False: (214, 32, 32)}
+    colours: dict[bool | None, tuple[int, int, int]] = {None: (0, 0, 0), True: (26, 158, 26), False: (214, 32, 32)}
     for r, query in enumerate(queries):
-        row = [(query, None, query_labels[r] if query_labels else "query")]
-        for c, (frame, hit) in enumerate(zip(galleries[r], matches[r])):
-            row.append((frame, bool(hit), gallery_labels[r][c] if gallery_labels else ""))
+        row: list[tuple[np.ndarray, bool | None, str]] = [(query, None, query_labels[r] if query_labels else "query")]
+        for c, (frame, match) in enumerate(zip(galleries[r], matches[r])):
+            row.append((frame, bool(match), gallery_labels[r][c] if gallery_labels else ""))
         for c, (frame, hit, text) in enumerate(row):
             x0 = gap + c * cell_w + (gap if c else 0) // 2
             y0 = top + r * cell_h

@@ -177,7 +177,7 @@ class CenterLoss(nn.Module):
         return 0.5 * (diff**2).sum(1).mean()
 
 
-class ReIDLossOutput(dict):  # type: ignore[type-arg]
+class ReIDLossOutput(dict):
     """The total loss and its detached parts: ``{"loss", "id", "triplet", "center", "acc", "triplet_acc"}``."""
 
 

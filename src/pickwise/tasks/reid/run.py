@@ -379,7 +379,7 @@ def run_reid(
         if is_main_process():
             from safetensors.torch import save_file
 
-            backbone = trainer.model.backbone  # type: ignore[union-attr]
+            backbone: torch.nn.Module = net.backbone  # the trainer moved net in place (same module)
             state = {k: v.detach().cpu().contiguous() for k, v in backbone.state_dict().items()}
             tmp = run_dir / ".model.safetensors.tmp"
             save_file(state, str(tmp))
