@@ -277,7 +277,14 @@ def _write_figures(run_dir: Path, prefix: str, accumulator: Any, dataset: Any, c
     dist = accumulator.distmat().double().cpu().numpy()
     ids = {k: v.cpu().numpy() for k, v in accumulator.ids().items()}
     num_query = len(dataset.query)
-    picks = np.linspace(0, len(ids["q_index"]) - 1, num=min(nq, len(ids["q_index"]))).round().astype(int)
+    valid = [  # queries with a true match left after the same-identity-same-camera removal
+        row
+        for row in range(len(ids["q_index"]))
+        if np.any((ids["g_pids"] == ids["q_pids"][row]) & (ids["g_camids"] != ids["q_camids"][row]))
+    ]
+    if not valid:
+        return
+    picks = [valid[i] for i in np.linspace(0, len(valid) - 1, num=min(nq, len(valid))).round().astype(int)]
     size = (max(64, cfg.data.height), max(32, cfg.data.width))
     queries, galleries, matches, qlabels, glabels = [], [], [], [], []
     for row in picks:
@@ -289,7 +296,7 @@ def _write_figures(run_dir: Path, prefix: str, accumulator: Any, dataset: Any, c
         queries.append(_frame(q.img_paths[len(q.img_paths) // 2], size))
         galleries.append([_frame(t.img_paths[len(t.img_paths) // 2], size) for t in tracks])
         matches.append([bool(ids["g_pids"][c] == ids["q_pids"][row]) for c in order])
-        qlabels.append(f"id{q.pid} c{q.camid}")
+        qlabels.append(f"{q.pid}/c{q.camid}")
         glabels.append([f"{dist[row, c]:.2f}" for c in order])
     png = ranked_gallery_figure(
         queries,
