@@ -169,7 +169,8 @@ def test_mars_inconsistent_names_rejected(tmp_path):
 # ------------------------------------------------------------------------------------------------------- LS-VID
 
 
-def test_lsvid(tmp_path):
+@pytest.mark.parametrize("base", ["", "info/"])  # TF-CLIP's two layouts (active code: info/ prefix)
+def test_lsvid(tmp_path, base):
     root = tmp_path / "LS-VID"
     train_lines, test_lines = [], []
     # tracklet prefix -> (pid, cam, frames); frame name <pid>_<seq>_<cam>_<frame>.jpg
@@ -189,11 +190,12 @@ def test_lsvid(tmp_path):
             for f in range(n):
                 _jpeg(root / f"{prefix}_{f:04d}.jpg")
             lines.append(f"{prefix} {pid}")
-    (root / "list_sequence").mkdir(parents=True)
-    (root / "list_sequence/list_seq_train.txt").write_text("\n".join(train_lines))
-    (root / "list_sequence/list_seq_test.txt").write_text("\n".join(test_lines))
-    (root / "test/data").mkdir(parents=True)
-    scipy_io.savemat(root / "test/data/info_test.mat", {"query": np.array([[1, 3]], dtype=np.float64)})
+    (root / base / "list_sequence").mkdir(parents=True)
+    (root / base / "list_sequence/list_seq_train.txt").write_text("\n".join(train_lines))
+    (root / base / "list_sequence/list_seq_test.txt").write_text("\n".join(test_lines))
+    mat = root / ("test/data/info_test.mat" if base == "" else "info/data/info_test.mat")
+    mat.parent.mkdir(parents=True)
+    scipy_io.savemat(mat, {"query": np.array([[1, 3]], dtype=np.float64)})
     ds = load_reid_dataset("lsvid", tmp_path)
     assert [(t.pid, t.camid, len(t)) for t in ds.train] == [(0, 2, 3), (1, 6, 2)]
     assert [(t.pid, t.camid) for t in ds.query] == [(10, 0), (11, 1)]

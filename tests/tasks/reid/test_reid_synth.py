@@ -190,3 +190,16 @@ def test_default_benchmark_difficulty(tmp_path):
     result = calibrate_reid_synth(root)
     assert 20.0 <= result["rank1"] <= 70.0, result
     assert result["mAP"] > 5.0, result
+
+
+def test_loader_generates_default_on_first_use(monkeypatch, tmp_path):
+    import pickwise.tasks.reid.synth as synth
+
+    for key, value in TINY.items():  # keep the "default" benchmark tiny for the test
+        monkeypatch.setitem(synth.DEFAULT_PARAMS, key, value)
+    monkeypatch.setenv("PICKWISE_DATA_DIR", str(tmp_path))
+    ds = load_reid_dataset("reid-synth")
+    assert ds.root == tmp_path / "reid-synth" and reid_synth_is_complete(ds.root)
+    assert ds.num_train_pids == TINY["num_train_ids"]
+    manifest = json.loads((ds.root / "manifest.json").read_text())
+    assert manifest["seed"] == 0 and manifest["params"]["size"] == list(TINY["size"])

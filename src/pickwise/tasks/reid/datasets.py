@@ -74,13 +74,13 @@ _ALIASES: dict[str, tuple[str, ...]] = {
     "reid-synth": (),
 }
 # one file or folder that identifies each layout (used to find the dataset folder inside a given root)
-_MARKERS = {
-    "mars": "info",
-    "reid-synth": "info",
-    "lsvid": "list_sequence",
-    "ilidsvid": "i-LIDS-VID",
-    "prid2011": "prid_2011",
-    "dukev": "DukeMTMC-VideoReID",
+_MARKERS: dict[str, tuple[str, ...]] = {
+    "mars": ("info",),
+    "reid-synth": ("info",),
+    "lsvid": ("list_sequence", "info/list_sequence"),
+    "ilidsvid": ("i-LIDS-VID",),
+    "prid2011": ("prid_2011",),
+    "dukev": ("DukeMTMC-VideoReID",),
 }
 _HOW_TO_GET = {
     "mars": "download MARS from the authors' page (http://zheng-lab.cecs.anu.edu.au/Project/project_mars.html)",
@@ -164,7 +164,7 @@ def resolve_dataset_root(name: str, root: str | os.PathLike[str] | None) -> Path
     if root is None:  # $PICKWISE_DATA_DIR/<name> may also hold e.g. torchreid's "mars" folder
         candidates.append(base.parent / name)
     for cand in candidates:
-        if (cand / marker).exists():
+        if any((cand / m).exists() for m in marker):
             return cand
     if not base.exists():
         raise DataNotFoundError(
@@ -172,7 +172,7 @@ def resolve_dataset_root(name: str, root: str | os.PathLike[str] | None) -> Path
             f"(or set $PICKWISE_DATA_DIR so that $PICKWISE_DATA_DIR/{name} holds it; {_HOW_TO_GET[name]})"
         )
     raise DataFormatError(
-        f"{name}: {base} ({source}) has no '{marker}' entry; expected the {name} layout described in "
+        f"{name}: {base} ({source}) has no '{marker[0]}' entry; expected the {name} layout described in "
         "pickwise.tasks.reid.datasets (docs/reid_data.md)"
     )
 

@@ -108,6 +108,7 @@ def contact_sheet(
     pid: int | None = None,
     frames: int = 6,
     scale: int = 1,
+    colors: int | None = 256,
 ) -> Path:
     """A PNG grid of one test identity: one row per tracklet (camera in the row label), ``frames`` frames each.
 
@@ -117,6 +118,7 @@ def contact_sheet(
         pid: Test identity to show (default: the first one seen by the most cameras).
         frames: Frames per row (evenly sampled).
         scale: Integer upscaling of every frame (nearest neighbour).
+        colors: Quantize to this many palette colours (smaller files for docs); ``None`` keeps RGB.
     """
     from PIL import Image, ImageDraw
 
@@ -147,7 +149,7 @@ def contact_sheet(
     import io
 
     buf = io.BytesIO()
-    sheet.save(buf, format="PNG", optimize=True)
+    (sheet.quantize(colors) if colors else sheet).save(buf, format="PNG", optimize=True)
     out = Path(out)
     atomic_write_bytes(out, buf.getvalue())
     return out
