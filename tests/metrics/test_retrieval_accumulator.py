@@ -88,6 +88,20 @@ def test_batches_order_merge_and_duplicates_do_not_change_the_result():
     assert torch.equal(merged.distmat(), whole.distmat())
 
 
+def test_query_and_gallery_may_share_indices():
+    feats, pids, camids, isq = _data(10)
+    acc = RetrievalAccumulator(dtype=torch.float64)
+    q, g = torch.nonzero(isq)[:, 0], torch.nonzero(~isq)[:, 0]
+    acc.update(feats[g], pids[g], camids[g], False, index=torch.arange(len(g)))  # gallery first, indices from 0
+    acc.update(feats[q], pids[q], camids[q], True, index=torch.arange(len(q)))  # queries, indices from 0 again
+    acc.update(feats[q[:3]], pids[q[:3]], camids[q[:3]], True, index=torch.arange(3))  # duplicates: dropped
+    ref = _reference(feats, pids, camids, isq)
+    got = acc.compute()
+    assert got["mAP"] == pytest.approx(ref.mAP, abs=1e-12)
+    assert got["num_valid_queries"] + got["num_skipped_queries"] == len(q)
+    assert torch.equal(acc.ids()["q_pids"], pids[q]) and torch.equal(acc.ids()["g_pids"], pids[g])
+
+
 def test_is_query_may_be_one_bool_per_batch_and_index_may_be_omitted():
     feats, pids, camids, isq = _data(3)
     acc = RetrievalAccumulator(dtype=torch.float64)

@@ -467,8 +467,9 @@ class RetrievalAccumulator(Accumulator):
     result does not depend on which process saw which sample. Pass ``index`` (the dataset index of each sample,
     as the evaluation sampler yields it) to make a distributed result equal to the single-process one even where
     distances tie, and to drop the duplicates a padding sampler (``DistributedSampler``) adds: samples with the
-    same index are counted once. Without ``index``, samples are numbered in arrival order (per process, then by
-    rank after ``sync``). Either every update passes ``index`` or none does.
+    same index and the same ``is_query`` are counted once (a query and a gallery item may share an index).
+    Without ``index``, samples are numbered in arrival order (per process, then by rank after ``sync``). Either
+    every update passes ``index`` or none does.
 
     ``compute()`` builds the query × gallery distances (:func:`pairwise_distance`), optionally re-ranks them
     (:func:`re_ranking`, torchreid's ``rerank=True``) and applies :func:`evaluate_rank` (same-identity-same-camera
@@ -710,11 +711,14 @@ class RetrievalAccumulator(Accumulator):
         if self._cache is not None:
             return self._cache
         feats, ids = self._tensors()
-        order = torch.argsort(ids[:, 3], stable=True)
+        order = torch.argsort(ids[:, 2], stable=True, descending=True)  # queries first among equal indices
+        order = order[torch.argsort(ids[order, 3], stable=True)]
         feats, ids = feats[order], ids[order]
         if len(ids):
             keep = torch.ones(len(ids), dtype=torch.bool)
-            keep[1:] = ids[1:, 3] != ids[:-1, 3]  # one copy of each index (padding samplers repeat samples)
+            # one copy of each (index, is_query) (padding samplers repeat samples); a query and a gallery item may
+            # share an index (e.g. separate query and gallery loaders, or the query kept in the gallery)
+            keep[1:] = (ids[1:, 3] != ids[:-1, 3]) | (ids[1:, 2] != ids[:-1, 2])
             feats, ids = feats[keep], ids[keep]
         is_q = ids[:, 2].bool()
         if not bool(is_q.any()) or bool(is_q.all()):
