@@ -319,7 +319,7 @@ class AWNet(ISPModel):
         outs = self._outputs_padded(xp)
         return [o[..., : -(-2 * h // 2**s), : -(-2 * w // 2**s)] for s, o in enumerate(outs)]
 
-    def forward(self, x: torch.Tensor, all_outputs: bool = False) -> Any:  # type: ignore[override]
+    def forward(self, x: torch.Tensor, all_outputs: bool = False) -> Any:
         """RGB ``[B, 3, 2h, 2w]``; with ``all_outputs`` the list of :meth:`forward_outputs` (for the side losses)."""
         return self.forward_outputs(x) if all_outputs else super().forward(x)
 

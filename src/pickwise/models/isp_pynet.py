@@ -183,7 +183,7 @@ class PyNET(ISPModel):
         outs = self._levels(xp, level)
         return {lv: o[..., : -(-2 * h // 2**lv), : -(-2 * w // 2**lv)] for lv, o in outs.items()}
 
-    def forward(self, x: torch.Tensor, level: int | None = None) -> torch.Tensor:  # type: ignore[override]
+    def forward(self, x: torch.Tensor, level: int | None = None) -> torch.Tensor:
         """The RGB output of ``level`` (default: ``self.level``, 0 = full resolution)."""
         lv = self.level if level is None else level
         return self.forward_levels(x, lv)[lv]

@@ -175,7 +175,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.limit is not None and args.split == "train":
         from torch.utils.data import Subset
 
-        dataset = Subset(dataset, range(min(args.limit, len(dataset))))
+        dataset = Subset(dataset, range(min(args.limit, len(dataset))))  # type: ignore[arg-type]  # ZRRDataset is sized
     metrics = evaluate_isp(model, dataset, make_task(cfg), cfg.data.eval_batch_size)
     print(format_table(["metric", "value"], [[k, v] for k, v in metrics.items()]))
     if args.json:

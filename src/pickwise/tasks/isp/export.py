@@ -46,7 +46,13 @@ def export_onnx(model: nn.Module, path: str | Path, packed_size: tuple[int, int]
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                model, (x,), buf, dynamo=False, opset_version=opset, input_names=["raw"], output_names=["rgb"]
+                model,
+                (x,),
+                buf,  # type: ignore[arg-type]  # the stub says path-like; the exporter writes to file objects too
+                dynamo=False,
+                opset_version=opset,
+                input_names=["raw"],
+                output_names=["rgb"],
             )
     except Exception as err:  # the exporter's own error types vary across torch versions
         first = str(err).splitlines()[0] if str(err) else type(err).__name__

@@ -151,6 +151,9 @@ class VGG19Features(nn.Module):
         layer: Last layer kept, e.g. ``"relu5_4"`` (PyNET's content layer) or ``"relu2_2"``.
     """
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, layer: str = "relu5_4") -> None:
         super().__init__()
         if layer not in VGG19_LAYERS:

@@ -106,7 +106,7 @@ class ISPTask:
     def _target(self, rgb: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
         if rgb.shape[-2:] == pred.shape[-2:]:
             return rgb
-        return F.adaptive_avg_pool2d(rgb, pred.shape[-2:])
+        return F.adaptive_avg_pool2d(rgb, (int(pred.shape[-2]), int(pred.shape[-1])))
 
     def _forward(self, model: nn.Module, raw: torch.Tensor) -> torch.Tensor:
         if self.level:

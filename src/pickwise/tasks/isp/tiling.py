@@ -319,7 +319,7 @@ def measure_inference(
     warmup: int = 1,
     device: str | torch.device = "cpu",
     memory: str = "rss",
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """Median latency (ms) and peak tensor memory (bytes) of one forward pass at a packed input size.
 
     Args:
