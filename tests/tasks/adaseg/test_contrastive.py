@@ -154,3 +154,23 @@ def test_sparse_downsample_keeps_single_active_pixels():
     sparse = downsample_labels(lab, (2, 2), 3, sparse=True)
     assert dense.tolist() == [[[255, 255], [255, 255]]]  # dense voting drops sparse active labels
     assert sparse.tolist() == [[[2, 255], [255, 255]]]
+
+
+def test_self_index_excludes_sampled_self_pairs():
+    za, ya, _, _, w = _data(n=9, k=3, seed=4)
+    sel = torch.tensor([7, 0, 3, 5])
+    got = pixel_info_nce(za, ya, za[sel], ya[sel], 0.2, w, self_index=sel)
+    total, anchors = 0.0, 0
+    for i in range(9):  # naive: positives are sampled keys of the same class that are not the anchor itself
+        pos = [j for j in range(4) if ya[sel[j]] == ya[i] and int(sel[j]) != i]
+        neg = [j for j in range(4) if ya[sel[j]] != ya[i]]
+        if not pos:
+            continue
+        sn = sum(float(w[ya[i], ya[sel[n]]]) * math.exp(float(za[i] @ za[sel[n]]) / 0.2) for n in neg)
+        acc = 0.0
+        for p in pos:
+            sp = math.exp(float(za[i] @ za[sel[p]]) / 0.2)
+            acc += -math.log(sp / (sp + sn))
+        total += acc / len(pos)
+        anchors += 1
+    assert abs(got.item() - total / anchors) < 1e-9

@@ -183,6 +183,7 @@ def pixel_info_nce(
     tau: float,
     weights: torch.Tensor | None = None,
     same: bool = False,
+    self_index: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Supervised pixel-to-pixel InfoNCE with weighted negatives (``L_pp`` above), numerically stable.
 
@@ -194,6 +195,8 @@ def pixel_info_nce(
         tau: Temperature.
         weights: ``float[K,K]`` negative weights ``w_{y_i y_n}`` (None: all one).
         same: ``keys`` are ``anchors`` (an anchor is not its own positive).
+        self_index: ``long[M]``: key ``j`` is anchor ``self_index[j]`` (that pair is not a positive); for keys
+            sampled from the anchors. ``same=True`` is ``self_index = arange(N)``.
 
     Returns:
         Scalar: mean over anchors that have at least one positive (exact zero, with a graph, if none).
@@ -201,11 +204,14 @@ def pixel_info_nce(
     sim = anchors @ keys.T / tau
     pos = anchor_y[:, None] == key_y[None, :]
     if same:
-        pos = pos & ~torch.eye(anchors.shape[0], dtype=torch.bool, device=anchors.device)
+        self_index = torch.arange(anchors.shape[0], device=anchors.device)
+    if self_index is not None:
+        pos = pos & (self_index[None, :] != torch.arange(anchors.shape[0], device=anchors.device)[:, None])
     neg = anchor_y[:, None] != key_y[None, :]
     logits_neg = sim
-    if weights is not None:
-        logits_neg = sim + torch.log(weights[anchor_y][:, key_y].clamp_min(1e-12))
+    if weights is not None:  # log of the K x K table, then gathered: no N x M log
+        log_w = torch.log(weights.clamp_min(1e-12)).to(sim.dtype)
+        logits_neg = sim + log_w[anchor_y][:, key_y]
     neg_lse = torch.logsumexp(logits_neg.masked_fill(~neg, float("-inf")), dim=1, keepdim=True)  # -inf: none
     # -log(exp(s_ip) / (exp(s_ip) + exp(neg_lse))) = softplus(neg_lse - s_ip)
     per_pair = F.softplus(neg_lse - sim)
@@ -404,11 +410,13 @@ class MultiLevelContrastiveLoss(nn.Module):
                     kz, ky = zs_c, ys_c
                 if ky.numel() == 0:
                     continue
-                if level != "intra":
+                self_index = torch.arange(ky.numel(), device=za.device) if level == "intra" else None
+                if ky.numel() > cfg.max_keys:  # capped keys at every level (intra: a subset of the anchors)
                     sel = _subsample(ky.numel(), cfg.max_keys, generator, za.device)
                     kz, ky = kz[sel], ky[sel]
+                    self_index = sel if level == "intra" else None
                 if cfg.lambda_pp > 0:
-                    pp_terms.append(pixel_info_nce(za, ya, kz, ky, cfg.tau, w, same=level == "intra"))
+                    pp_terms.append(pixel_info_nce(za, ya, kz, ky, cfg.tau, w, self_index=self_index))
                 if cfg.lambda_cc > 0:
                     cu, pu = class_centres(za, ya, k)
                     if level == "intra":  # the image's centres against the history of its domain

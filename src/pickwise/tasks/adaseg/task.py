@@ -124,9 +124,10 @@ class ADASegTask:
                     k = self.num_classes
                     ls = downsample_labels(src_lbl, size, k)
                     lt = downsample_labels(unit_labels, size, k, sparse=True)
-                    probs = F.softmax(
-                        F.interpolate(logits[:ns].detach(), size=size, mode="bilinear", align_corners=False), dim=1
-                    )
+                    probs = None
+                    if cfg.correlation == "confusion":  # only that estimator needs the source softmax
+                        small = F.interpolate(logits[:ns].detach(), size=size, mode="bilinear", align_corners=False)
+                        probs = F.softmax(small, dim=1)
                     mcu, _ = contrastive(feats[:ns], ls, feats[ns:], lt, probs_src=probs, generator=generator)
         loss = w.source * ce_src + w.active * ce_tgt + w.pseudo * ce_pl + w.mcu * mcu
         n = torch.tensor(float(images.shape[0]), device=device)
