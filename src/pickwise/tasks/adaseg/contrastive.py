@@ -395,6 +395,7 @@ class MultiLevelContrastiveLoss(nn.Module):
         # clones: the buffers are updated in place after the loss, while the graph still needs these values
         ema_t = (self.centres_tgt.detach().clone(), self.seen_tgt > 0)
         ema_s = (self.centres_src.detach().clone(), self.seen_src > 0)
+        img_centres: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         for level in cfg.levels:
             cc_terms, pp_terms = [], []
             for b, (za, ya) in enumerate(per_img):
@@ -418,7 +419,9 @@ class MultiLevelContrastiveLoss(nn.Module):
                 if cfg.lambda_pp > 0:
                     pp_terms.append(pixel_info_nce(za, ya, kz, ky, cfg.tau, w, self_index=self_index))
                 if cfg.lambda_cc > 0:
-                    cu, pu = class_centres(za, ya, k)
+                    if b not in img_centres:  # the image's centres are the same at every level
+                        img_centres[b] = class_centres(za, ya, k)
+                    cu, pu = img_centres[b]
                     if level == "intra":  # the image's centres against the history of its domain
                         cv, pv = ema_t
                     else:
