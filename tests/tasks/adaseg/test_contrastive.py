@@ -174,3 +174,26 @@ def test_self_index_excludes_sampled_self_pairs():
         total += acc / len(pos)
         anchors += 1
     assert abs(got.item() - total / anchors) < 1e-9
+
+
+def test_batched_units_equal_the_single_unit_functions():
+    from pickwise.tasks.adaseg.contrastive import _batched_centre_contrast, _batched_pixel_nce
+
+    units = []
+    for seed, (n, m) in enumerate([(7, 5), (3, 9), (6, 6)]):
+        za, ya, zk, yk, w = _data(n=n, m=m, d=4, k=3, seed=10 + seed)
+        si = torch.arange(m) if seed == 2 else None
+        if seed == 2:
+            zk, yk = za, ya
+        units.append((za, ya, zk, yk, si))
+    for tau in (0.1, 0.01):  # the exp fast path and the logsumexp path
+        got = _batched_pixel_nce(units, tau, w)
+        want = torch.stack([pixel_info_nce(u[0], u[1], u[2], u[3], tau, w, self_index=u[4]) for u in units])
+        torch.testing.assert_close(got, want)
+    cu = F.normalize(torch.randn(2, 3, 4, dtype=torch.float64), dim=2)
+    cv = F.normalize(torch.randn(2, 3, 4, dtype=torch.float64), dim=2)
+    pu = torch.tensor([[True, False, True], [False, False, False]])
+    pv = torch.tensor([[True, True, True], [True, False, True]])
+    got = _batched_centre_contrast(cu, pu, cv, pv, 0.2, w)
+    want = torch.stack([centre_contrast(cu[i], pu[i], cv[i], pv[i], 0.2, w) for i in range(2)])
+    torch.testing.assert_close(got, want)

@@ -257,6 +257,75 @@ def correlation_weights(matrix: torch.Tensor, alpha: float) -> torch.Tensor:
     return 1.0 + alpha * m
 
 
+def _batched_pixel_nce(
+    units: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]],
+    tau: float,
+    weights: torch.Tensor | None,
+) -> torch.Tensor:
+    """:func:`pixel_info_nce` of several units of L2-normalised embeddings at once (padded, one ``bmm``).
+
+    Returns ``float[U]``: 0 for a unit with no anchor that has a positive (as the single-unit function).
+    """
+    from torch.nn.utils.rnn import pad_sequence
+
+    a = pad_sequence([u[0] for u in units], batch_first=True)
+    ya = pad_sequence([u[1] for u in units], batch_first=True, padding_value=-1)
+    kz = pad_sequence([u[2] for u in units], batch_first=True)
+    ky = pad_sequence([u[3] for u in units], batch_first=True, padding_value=-2)
+    n = a.shape[1]
+    default = torch.full((0,), -1, dtype=torch.long, device=a.device)
+    si = pad_sequence(
+        [u[4] if u[4] is not None else default.new_full((u[3].numel(),), -1) for u in units],
+        batch_first=True,
+        padding_value=-1,
+    )
+    sim = torch.bmm(a, kz.transpose(1, 2)) / tau
+    va, vk = ya >= 0, ky >= 0
+    valid_pair = va[:, :, None] & vk[:, None, :]
+    same = ya[:, :, None] == ky[:, None, :]
+    arange = torch.arange(n, device=a.device)
+    pos = same & valid_pair & (si[:, None, :] != arange[None, :, None])
+    neg = ~same & valid_pair
+    if 1.0 / tau <= 30.0:  # |z.z| <= 1, so exp(sim) cannot overflow: one exp, no logsumexp (the fast path)
+        e = torch.exp(sim)
+        neg_e = torch.where(neg, e, torch.zeros_like(e))
+        if weights is not None:
+            neg_e = neg_e * weights.to(sim.dtype)[ya.clamp_min(0)[:, :, None], ky.clamp_min(0)[:, None, :]]
+        per_pair = torch.log(e + neg_e.sum(2, keepdim=True)) - sim  # = softplus(log(neg sum) - sim)
+    else:
+        logits_neg = sim
+        if weights is not None:
+            log_w = torch.log(weights.clamp_min(1e-12)).to(sim.dtype)
+            logits_neg = sim + log_w[ya.clamp_min(0)[:, :, None], ky.clamp_min(0)[:, None, :]]
+        neg_lse = torch.logsumexp(logits_neg.masked_fill(~neg, float("-inf")), dim=2, keepdim=True)
+        per_pair = F.softplus(neg_lse - sim)
+    per_pair = torch.where(pos, per_pair, torch.zeros_like(sim))
+    npos = pos.sum(2)
+    has = npos > 0
+    per_anchor = per_pair.sum(2) / npos.clamp_min(1)
+    per_unit = (per_anchor * has).sum(1) / has.sum(1).clamp_min(1)
+    return per_unit + sim.sum() * 0.0
+
+
+def _batched_centre_contrast(
+    cu: torch.Tensor, pu: torch.Tensor, cv: torch.Tensor, pv: torch.Tensor, tau: float, weights: torch.Tensor | None
+) -> torch.Tensor:
+    """:func:`centre_contrast` of ``U`` unit pairs at once.
+
+    ``cu, cv float[U,K,D]``, ``pu, pv bool[U,K]`` -> ``float[U]`` (0 for a pair with no class present on both sides).
+    """
+    both = pu & pv
+    sim = torch.bmm(cu, cv.transpose(1, 2)) / tau
+    logw = torch.zeros_like(sim[0])
+    if weights is not None:
+        logw = torch.log(weights.clamp_min(1e-12)).to(sim.dtype)
+        logw = logw - torch.diag(torch.diagonal(logw))
+    logits = (sim + logw).masked_fill(~pv[:, None, :], float("-inf"))
+    per_class = torch.logsumexp(logits, dim=2) - torch.diagonal(sim, dim1=1, dim2=2)
+    per_class = torch.where(both, per_class, torch.zeros_like(per_class))
+    return per_class.sum(1) / both.sum(1).clamp_min(1) + (cu.sum() + cv.sum()) * 0.0
+
+
 # ---------------------------------------------------------------------------------------------------- the module
 class MultiLevelContrastiveLoss(nn.Module):
     """The MCU loss with its running state as buffers (EMA centres, memory bank, soft confusion).
@@ -395,9 +464,12 @@ class MultiLevelContrastiveLoss(nn.Module):
         # clones: the buffers are updated in place after the loss, while the graph still needs these values
         ema_t = (self.centres_tgt.detach().clone(), self.seen_tgt > 0)
         ema_s = (self.centres_src.detach().clone(), self.seen_src > 0)
-        img_centres: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        # every (level, image) unit is gathered first (same sampling order as a per-unit loop), then all
+        # pixel-to-pixel and centre-to-centre terms are computed in two batched calls
+        pp_units: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]] = []
+        cc_units: list[tuple[int, torch.Tensor, torch.Tensor, str]] = []  # (image, key z, key y, level)
+        unit_level: list[str] = []
         for level in cfg.levels:
-            cc_terms, pp_terms = [], []
             for b, (za, ya) in enumerate(per_img):
                 if za.shape[0] == 0:
                     continue
@@ -416,23 +488,32 @@ class MultiLevelContrastiveLoss(nn.Module):
                     sel = _subsample(ky.numel(), cfg.max_keys, generator, za.device)
                     kz, ky = kz[sel], ky[sel]
                     self_index = sel if level == "intra" else None
-                if cfg.lambda_pp > 0:
-                    pp_terms.append(pixel_info_nce(za, ya, kz, ky, cfg.tau, w, self_index=self_index))
-                if cfg.lambda_cc > 0:
-                    if b not in img_centres:  # the image's centres are the same at every level
-                        img_centres[b] = class_centres(za, ya, k)
-                    cu, pu = img_centres[b]
-                    if level == "intra":  # the image's centres against the history of its domain
-                        cv, pv = ema_t
-                    else:
-                        cv, pv = class_centres(kz, ky, k)
-                        if cfg.ema_fallback:
-                            ec, ep = ema_t if level == "cross" else ema_s
-                            cv = torch.where(pv[:, None], cv, ec.to(cv.dtype))
-                            pv = pv | ep
-                    cc_terms.append(centre_contrast(cu, pu, cv, pv, cfg.tau, w))
-            cc = torch.stack(cc_terms).mean() if cc_terms else zero
-            pp = torch.stack(pp_terms).mean() if pp_terms else zero
+                unit_level.append(level)
+                pp_units.append((za, ya, kz, ky, self_index))
+                cc_units.append((b, kz, ky, level))
+        pp_vals = _batched_pixel_nce(pp_units, cfg.tau, w) if pp_units and cfg.lambda_pp > 0 else None
+        cc_vals = None
+        if cc_units and cfg.lambda_cc > 0:
+            img = [class_centres(za, ya, k) for za, ya in per_img]  # the same at every level
+            cu = torch.stack([img[b][0] for b, _, _, _ in cc_units])
+            pu = torch.stack([img[b][1] for b, _, _, _ in cc_units])
+            cvs, pvs = [], []
+            for _, kz, ky, level in cc_units:
+                if level == "intra":  # the image's centres against the history of its domain
+                    cv, pv = ema_t
+                else:
+                    cv, pv = class_centres(kz, ky, k)
+                    if cfg.ema_fallback:
+                        ec, ep = ema_t if level == "cross" else ema_s
+                        cv = torch.where(pv[:, None], cv, ec.to(cv.dtype))
+                        pv = pv | ep
+                cvs.append(cv.to(cu.dtype))
+                pvs.append(pv)
+            cc_vals = _batched_centre_contrast(cu, pu, torch.stack(cvs), torch.stack(pvs), cfg.tau, w)
+        for level in cfg.levels:
+            idx = [i for i, lv in enumerate(unit_level) if lv == level]
+            cc = cc_vals[idx].mean() if cc_vals is not None and idx else zero
+            pp = pp_vals[idx].mean() if pp_vals is not None and idx else zero
             parts[f"cc_{level}"], parts[f"pp_{level}"] = cc.detach(), pp.detach()
             total = total + cfg.lambda_cc * cc + cfg.lambda_pp * pp
         if update:
