@@ -511,9 +511,9 @@ class MultiLevelContrastiveLoss(nn.Module):
                 pvs.append(pv)
             cc_vals = _batched_centre_contrast(cu, pu, torch.stack(cvs), torch.stack(pvs), cfg.tau, w)
         for level in cfg.levels:
-            idx = [i for i, lv in enumerate(unit_level) if lv == level]
-            cc = cc_vals[idx].mean() if cc_vals is not None and idx else zero
-            pp = pp_vals[idx].mean() if pp_vals is not None and idx else zero
+            of_level = [i for i, lv in enumerate(unit_level) if lv == level]
+            cc = cc_vals[of_level].mean() if cc_vals is not None and of_level else zero
+            pp = pp_vals[of_level].mean() if pp_vals is not None and of_level else zero
             parts[f"cc_{level}"], parts[f"pp_{level}"] = cc.detach(), pp.detach()
             total = total + cfg.lambda_cc * cc + cfg.lambda_pp * pp
         if update:
