@@ -117,3 +117,33 @@ def test_all_invalid_queries_refused_before_writing(synth_root, tmp_path):
     with pytest.raises(DataFormatError, match="queries has a gallery tracklet"):
         run_reid(cfg, dataset=broken)
     assert not (tmp_path / "x").exists()
+
+
+def test_resume_after_an_interruption_ends_with_the_same_weights(synth_root, tmp_path):
+    import shutil
+
+    from pickwise.engine.checkpoint import checkpoint_step, find_checkpoints
+    from pickwise.tasks.reid import resolve_reid_config, run_reid
+    from pickwise.tasks.reid.datasets import load_reid_dataset
+
+    ds = load_reid_dataset("reid-synth", synth_root)
+    overrides = [
+        "model.kwargs={embed_dim: 16, depth: 3, num_heads: 2, patch_size: 8, stride: 8}",
+        "data.height=32", "data.width=16", "data.seq_len=3", "sampler.num_identities=3", "sampler.num_instances=2",
+        "train.epochs=2", "train.device=cpu", "train.progress=false", "train.tensorboard=false",
+        "train.eval_every=0", "checkpoint.every_steps=1", "checkpoint.keep_last=20", "eval.figures=false",
+        f"output_dir={tmp_path}",
+    ]  # fmt: skip
+    full = run_reid(resolve_reid_config(overrides=[*overrides, "name=full"]), dataset=ds)
+    cut_cfg = resolve_reid_config(overrides=[*overrides, "name=cut"])
+    run_reid(cut_cfg, dataset=ds)
+    run = tmp_path / "cut"
+    for ckpt in find_checkpoints(run / "checkpoints"):  # "crash" after the second optimizer step
+        if checkpoint_step(ckpt) > 2:
+            shutil.rmtree(ckpt)
+    for name in ("model.safetensors", "results.json"):
+        (run / name).unlink()
+    resumed = run_reid(resolve_reid_config(overrides=[*overrides, "name=cut"]), dataset=ds, resume=True)
+    assert full.steps == resumed.steps > 2
+    assert (run / "model.safetensors").read_bytes() == (tmp_path / "full" / "model.safetensors").read_bytes()
+    assert resumed.metrics == full.metrics
