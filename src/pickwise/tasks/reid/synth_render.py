@@ -360,7 +360,6 @@ def draw_figure(ident: Identity, view: str, phase: float, height: int, fabrics: 
             lift = max(0.0, math.sin(phase + k * math.pi)) * 0.05 * s
             hip = (xc + (k - 0.5) * hw * 1.1, yh)
             foot = (hip[0] + (k - 0.5) * lw * 0.4, yf - lift)
-        knee = _lerp(hip, foot, 0.5)
         if ident.bottom_kind == "trousers":
             p.poly(_limb(hip, foot, lw * 1.15, lw * 0.95), bottom_fill)
         else:
@@ -368,7 +367,6 @@ def draw_figure(ident: Identity, view: str, phase: float, height: int, fabrics: 
             if ident.bottom_kind == "shorts":
                 p.poly(_limb(hip, _lerp(hip, foot, 0.45), lw * 1.3, lw * 1.2), bottom_fill)
         p.ellipse((foot[0] - lw * 0.75, foot[1] - lw * 0.5, foot[0] + lw * 0.75, foot[1] + lw * 0.2), ident.shoes)
-        del knee
 
     def arm(k: int, front: bool) -> None:
         sx = xc + (k - 0.5) * 2 * sw * 0.92
