@@ -95,6 +95,8 @@ def test_bad_input_is_one_line_and_writes_nothing(synth_root, tmp_path, capsys):
     args = ["reid", "train", "--data", "reid-synth", "--data-dir", str(synth_root), "--output-dir", str(out_dir)]
     msg = _one_line_error(capsys, main([*args, "--set", "sampler.num_identities=50"]))
     assert "fewer than P" in msg and not out_dir.exists()
+    msg = _one_line_error(capsys, main([*args, "--model", "mstat_tinyy", "--set", "sampler.num_identities=3"]))
+    assert "mstat_tiny" in msg and not out_dir.exists()  # close match named, no run folder left behind
     _one_line_error(capsys, main(["reid", "train", "--set", "data.test_frames=all"]))
     _one_line_error(capsys, main(["reid", "evaluate", str(tmp_path / "missing")]))
     _one_line_error(capsys, main(["reid", "make-data", "--root", str(tmp_path / "s"), "--set", "num_cameras=1"]))

@@ -363,6 +363,8 @@ def run_reid(
     init_distributed(device)
     lock: RunLock | None = None
     try:
+        seed_everything(cfg.train.seed)  # identical initial weights on every rank
+        net = build_reid_model(cfg, dataset.num_train_pids, _num_cameras(dataset))  # bad names/options: no folder yet
         lock = RunLock(run_dir, enabled=is_main_process())
 
         def prepare() -> None:
@@ -375,9 +377,7 @@ def run_reid(
                 clear_run_dir(run_dir)
 
         _main_then_share(prepare)
-        seed_everything(cfg.train.seed)
         train_set, eval_set = _clip_datasets(dataset, cfg)
-        net = build_reid_model(cfg, dataset.num_train_pids, _num_cameras(dataset))
         task = ReIDTask(cfg.loss, cfg.eval)
         factory = pk_sampler_factory(train_set.pids, cfg.sampler.num_identities, cfg.sampler.num_instances)
         trainer = Trainer(cfg, net, train_set, eval_set, task, run_dir, device, sampler_factory=factory)
