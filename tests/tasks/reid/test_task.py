@@ -170,3 +170,71 @@ def test_build_model_freezes_prefixes_and_checks_them():
         build_reid_model(resolve_reid_config(overrides=[tiny, *sizes, "model.freeze=[nothing.]"]), 4, 2)
     with pytest.raises(ConfigError, match="cannot be built"):
         build_reid_model(resolve_reid_config(overrides=["model.kwargs.not_an_option=1", *sizes]), 4, 2)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class _ClipSet(torch.utils.data.Dataset):
+    def __init__(self, n: int, seed: int) -> None:
+        g = torch.Generator().manual_seed(seed)
+        self.clips = torch.randn(n, 2, 3, 4, 2, generator=g)
+        self.pids = (torch.arange(n) % 5).tolist()
+        self.cams = (torch.arange(n) // 5 % 2).tolist()
+
+    def __len__(self) -> int:
+        return len(self.pids)
+
+    def __getitem__(self, i: int):
+        return self.clips[i], self.pids[i], self.cams[i]
+
+
+def _dist_eval_worker(rank: int, world: int, port: int, folder: str, out: dict) -> None:
+    import gc
+    import os
+
+    import torch.distributed as dist
+
+    from pickwise.engine import Trainer
+    from pickwise.tasks.reid.samplers import pk_sampler_factory
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    if world > 1:
+        dist.init_process_group("gloo", rank=rank, world_size=world)
+    trainer = None
+    try:
+        torch.manual_seed(0)
+        train, evaluation = _ClipSet(20, 1), QueryGalleryDataset(_ClipSet(7, 2), _ClipSet(23, 3))
+        cfg = TrainerConfig(batch_size=8, eval_batch_size=6, train=TrainConfig(device="cpu", progress=False))
+        factory = pk_sampler_factory(train.pids, 4, 2)
+        trainer = Trainer(cfg, TinyReID(5), train, evaluation, ReIDTask(), folder, torch.device("cpu"),
+                          sampler_factory=factory)  # fmt: skip
+        metrics = trainer.evaluate()
+        if rank == 0:
+            out["metrics"] = metrics
+        if world > 1:
+            dist.barrier()
+    finally:
+        del trainer
+        gc.collect()
+        if world > 1:
+            dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_evaluate_like_one(tmp_path):
+    import torch.multiprocessing as mp
+
+    single: dict = {}
+    _dist_eval_worker(0, 1, _free_port(), str(tmp_path / "one"), single)
+    manager = mp.Manager()
+    shared = manager.dict()
+    mp.spawn(_dist_eval_worker, args=(2, _free_port(), str(tmp_path / "two"), shared), nprocs=2)
+    assert dict(shared)["metrics"] == pytest.approx(single["metrics"], abs=1e-6)
+    assert single["metrics"]["num_valid_queries"] > 0
