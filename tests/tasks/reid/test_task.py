@@ -238,3 +238,29 @@ def test_two_gloo_processes_evaluate_like_one(tmp_path):
     mp.spawn(_dist_eval_worker, args=(2, _free_port(), str(tmp_path / "two"), shared), nprocs=2)
     assert dict(shared)["metrics"] == pytest.approx(single["metrics"], abs=1e-6)
     assert single["metrics"]["num_valid_queries"] > 0
+
+
+def test_multi_clip_evaluation_averages_the_clip_embeddings():
+    from pickwise.tasks.reid import ReIDEvalConfig
+
+    torch.manual_seed(3)
+    model = TinyReID().eval()
+    g = torch.Generator().manual_seed(4)
+    clips = torch.randn(6, 4, 3, 4, 2, generator=g)  # k = 2 clips of T = 2 frames per tracklet
+    pids, cams = torch.tensor([1, 2, 1, 2, 3, 3]), torch.tensor([0, 0, 1, 1, 1, 0])
+    is_q = torch.tensor([True, True, False, False, False, False])
+    seen = {}
+
+    class Keep:
+        def update(self, feats, pids, camids, is_query, index=None):
+            seen["feats"] = feats
+
+    task = ReIDTask(evaluation=ReIDEvalConfig(test_clips=2))
+    task.evaluation_step(model, (clips, pids, cams, is_q, torch.arange(6)), torch.device("cpu"), {"retrieval": Keep()})
+    with torch.no_grad():
+        expected = (model(clips[:, :2]) + model(clips[:, 2:])) / 2
+    assert torch.allclose(seen["feats"], expected, atol=1e-6)
+    with pytest.raises(ShapeError, match="test_clips"):
+        ReIDTask(evaluation=ReIDEvalConfig(test_clips=3)).evaluation_step(
+            model, (clips, pids, cams, is_q, torch.arange(6)), torch.device("cpu"), {"retrieval": Keep()}
+        )

@@ -171,6 +171,10 @@ class ReIDEvalConfig:
             ``euclidean``.
         rerank: k-reciprocal re-ranking (Zhong et al., CVPR 2017) with k1 = 20, k2 = 6, λ = 0.3.
         max_rank: Length of the CMC curve.
+        test_clips: Clips per test tracklet: ``k × T`` frames are taken with ``data.test_frames`` over the whole
+            tracklet, cut into ``k`` consecutive clips of T frames, and their embeddings averaged (1: one clip;
+            larger k covers more of a long tracklet, towards the "all frames" test of VID-Trans-ReID). Recorded in
+            results.
         figures: Write ``cmc.png`` and ``ranked.png`` (the metrics table is always written).
         figure_queries: Queries drawn in the ranked-gallery figure.
         figure_topk: Gallery items per query in that figure.
@@ -179,6 +183,7 @@ class ReIDEvalConfig:
     metric: str = "cosine"
     rerank: bool = False
     max_rank: int = 50
+    test_clips: int = 1
     figures: bool = True
     figure_queries: int = 6
     figure_topk: int = 8
@@ -258,6 +263,7 @@ _POSITIVE_INT = (
     "sampler.num_identities",
     "sampler.num_instances",
     "eval.max_rank",
+    "eval.test_clips",
     "train.grad_accum_steps",
     "train.log_every",
     "checkpoint.keep_last",

@@ -136,18 +136,20 @@ def frame_policy_record(dataset: Any, cfg: ReIDRunConfig) -> dict[str, Any]:
     """How clips are cut, for ``results.json``: policies, T and the tracklets shorter than T (padded)."""
     t = cfg.data.seq_len
 
-    def short(tracks: Any) -> int:
-        return sum(1 for x in tracks if len(x.img_paths) < t)
+    def short(tracks: Any, length: int) -> int:
+        return sum(1 for x in tracks if len(x.img_paths) < length)
 
+    test_len = t * cfg.eval.test_clips
     return {
         "seq_len": t,
         "train_policy": cfg.data.train_frames,
         "test_policy": cfg.data.test_frames,
+        "test_clips": cfg.eval.test_clips,
         "size": [cfg.data.height, cfg.data.width],
         "short_tracklets_padded": {
-            "train": short(dataset.train),
-            "query": short(dataset.query),
-            "gallery": short(dataset.gallery),
+            "train": short(dataset.train, t),
+            "query": short(dataset.query, test_len),
+            "gallery": short(dataset.gallery, test_len),
         },
         "padding": {
             "evenly": "the last frame is repeated",
@@ -179,8 +181,9 @@ def _clip_datasets(dataset: Any, cfg: ReIDRunConfig) -> tuple[Any, QueryGalleryD
         cls = CachedClipDataset
     size = (cfg.data.height, cfg.data.width)
     train = cls(dataset.train, cfg.data.seq_len, cfg.data.train_frames, "train" if cfg.data.augment else None, size)
-    query = cls(dataset.query, cfg.data.seq_len, cfg.data.test_frames, None, size)
-    gallery = cls(dataset.gallery, cfg.data.seq_len, cfg.data.test_frames, None, size)
+    test_len = cfg.data.seq_len * cfg.eval.test_clips
+    query = cls(dataset.query, test_len, cfg.data.test_frames, None, size)
+    gallery = cls(dataset.gallery, test_len, cfg.data.test_frames, None, size)
     return train, QueryGalleryDataset(query, gallery)
 
 

@@ -186,7 +186,16 @@ class ReIDTask:
             )
         clips, pids, camids, is_query, index = batch
         camids = torch.as_tensor(camids)
-        feats = model(clips.to(device, non_blocking=True), camids.to(device, non_blocking=True))
+        k = int(self.evaluation.test_clips)
+        if k > 1:  # (B, k*T, ...) -> (B*k, T, ...): k consecutive clips per tracklet, embeddings averaged
+            if clips.shape[1] % k:
+                raise ShapeError(f"reid: eval.test_clips={k} needs k*T frames per tracklet; got {clips.shape[1]}")
+            b = clips.shape[0]
+            clips = clips.reshape(b * k, clips.shape[1] // k, *clips.shape[2:])
+            feats = model(clips.to(device, non_blocking=True), camids.repeat_interleave(k).to(device))
+            feats = feats.reshape(b, k, -1).mean(1) if isinstance(feats, torch.Tensor) and feats.ndim == 2 else feats
+        else:
+            feats = model(clips.to(device, non_blocking=True), camids.to(device, non_blocking=True))
         if not isinstance(feats, torch.Tensor) or feats.ndim != 2:
             raise ShapeError(
                 "reid: the model's eval-mode output must be a (B, D) embedding; got "
