@@ -177,7 +177,7 @@ def _run_classical(cfg: Any, run_dir: Path) -> dict[str, Any]:
     return payload
 
 
-def _figure(models: list[str], seed: int, opts: dict[str, Any], out: Path) -> bytes | None:
+def _figure(models: list[str], seed: int, opts: dict[str, Any], out: Path, dpi: int = 48) -> bytes | None:
     """RAW preview / classical / each model / target on a full-resolution test photo (tiled inference)."""
     from ..tasks.isp.figures import comparison_figure
     from ..tasks.isp.raw import ZRRDataset
@@ -209,7 +209,7 @@ def _figure(models: list[str], seed: int, opts: dict[str, Any], out: Path) -> by
         raw_pynet = raw if raw_pynet is None else raw_pynet
     if not panels or target is None or raw_pynet is None:
         return None
-    return comparison_figure(raw_pynet, panels, target, dpi=72)
+    return comparison_figure(raw_pynet, panels, target, dpi=dpi)
 
 
 def _markdown(summary: dict[str, Any]) -> str:
