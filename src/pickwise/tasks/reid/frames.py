@@ -134,7 +134,9 @@ class VideoClipDataset(Dataset):
         erasing_p: Probability of random erasing, drawn per frame independently as torchreid's per-frame
             transforms do (reconstructed: clip-consistent erasing is another common choice). ``None``: 0.5 with
             ``transform="train"``, else 0.
-        generator: Random source for sampling and augmentation (``None``: torch's global RNG).
+        generator: Random source for sampling and augmentation (``None``: torch's global RNG, which DataLoader
+            seeds differently in every worker; a generator given here is copied into each worker, so workers would
+            repeat each other's draws: keep ``None`` with ``num_workers > 0``).
 
     Example:
         >>> import tempfile, os
