@@ -129,6 +129,19 @@ def test_reuse_regenerate_and_refuse(tmp_path):
     assert (foreign / "holiday.jpg").exists()
 
 
+def test_loader_never_replaces_a_folder_of_another_generator_version(tmp_path):
+    import shutil
+
+    root = tmp_path / "s"
+    shutil.copytree(make_reid_synth(tmp_path / "orig", seed=0, progress=False, **TINY), root)
+    manifest = json.loads((root / "manifest.json").read_text())
+    (root / "manifest.json").write_text(json.dumps({**manifest, "version": -1}))
+    before = sorted(p.name for p in root.rglob("*"))
+    with pytest.raises(DataFormatError, match="generator version"):
+        load_reid_dataset("reid-synth", root)
+    assert sorted(p.name for p in root.rglob("*")) == before
+
+
 def test_strength_zero_is_cleaner(tmp_path):
     small = {**TINY, "num_train_ids": 2, "num_test_ids": 2, "num_distractors": 0, "num_junk": 0}
     clean = load_reid_dataset("mars", make_reid_synth(tmp_path / "a", progress=False, strength=0.0, **small))

@@ -532,10 +532,20 @@ def load_reid_dataset(
     if key not in ("ilidsvid", "prid2011") and split_id != 0:
         raise InvalidParameterError(f"{key}: has one fixed split; split_id must be 0, got {split_id}")
     if key == "reid-synth":
-        from .synth import default_reid_synth_root, make_reid_synth, reid_synth_is_complete
+        from .synth import VERSION as SYNTH_VERSION
+        from .synth import _read_manifest, default_reid_synth_root, make_reid_synth, reid_synth_is_complete
 
         folder = Path(root).expanduser() if root is not None else default_reid_synth_root()
         if not reid_synth_is_complete(folder):  # a complete folder is used whatever parameters made it
+            manifest = _read_manifest(folder)
+            if manifest is not None and root is not None:
+                # a folder made by another drawing version, possibly with the user's own parameters: never replace
+                # it with defaults behind the user's back
+                raise DataFormatError(
+                    f"reid-synth: {folder} was drawn by generator version {manifest.get('version')!r}, this pickwise "
+                    f"draws version {SYNTH_VERSION!r}; regenerate it with make_reid_synth({str(folder)!r}, seed=..., "
+                    "...) (or `pickwise reid make-data`) or pass another folder"
+                )
             folder = make_reid_synth(folder)
     else:
         folder = resolve_dataset_root(key, root)
