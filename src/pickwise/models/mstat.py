@@ -79,6 +79,14 @@ Forward + backward of ``mstat_tiny`` (625 classes), batch of 8 clips x 4 frames,
 shared 2-core build machine: 0.29-0.32 s per step (3 steps, load about 1) at 128x64 with patch 16 (32 tokens per
 frame, as the default 64x32 with patch 8); 0.87-1.36 s (4 steps each, load about 14) for both of these settings.
 
+Training from scratch (measured on ``reid-synth`` defaults at 64x32, T = 4, PK batches 8 x 4, Adam 3.5e-4, one run
+each, shared CPU): with ``pickwise.tasks.reid.losses.reid_loss`` defaults (ID + batch-hard triplet, margin 0.3) from
+the first step, the pre-BNNeck features of every stage collapse (mean in-batch cosine distance 0.39-0.71 at step 0,
+below 0.001 by step 10-25) for ``mstat_tiny`` and ``vit_frame_avg_tiny`` alike. After 200 steps the frame baseline
+had recovered (R1 43.5, mAP 52.4) but ``mstat_tiny`` had not (R1 0.0, mAP 2.8: chance), while ``reid_mobilenet_v2``
+(ImageNet init) reached R1 68.8, mAP 75.6. With the triplet weight at 0 nothing collapsed (spread 0.5-0.9 over 100
+steps). From scratch, start with the ID loss alone (or a small triplet weight) and add the triplet loss later.
+
 ``mstat_small``/``mstat_base`` load ImageNet ViT weights from a file the user gives (``pretrained_file=``; timm
 ``.pth``/``.safetensors`` or Google augreg ``.npz``), see :func:`pickwise.models._vit_weights.load_vit_weights`.
 """
