@@ -75,9 +75,11 @@ name                    embed  depth  heads  input    patch/s  params       embe
 ``mstat_tiny`` with ``stem="mobilenet_v2"`` (blocks 0-6 of the real MobileNetV2, stride 8, 32 channels): 2,789,056
 parameters. Of ``mstat_base``'s 151 M, 86 M are the ViT-B/16 image backbone, 35 M the temporal attentions and about
 28 M the four proxy heads (their MLPs, ``head_mlp_ratio=4``, dominate; ``head_mlp_ratio=0`` removes them).
-Forward + backward of ``mstat_tiny`` (625 classes), batch of 8 clips x 4 frames, ``torch.set_num_threads(1)``, on the
-shared 2-core build machine: 0.29-0.32 s per step (3 steps, load about 1) at 128x64 with patch 16 (32 tokens per
-frame, as the default 64x32 with patch 8); 0.87-1.36 s (4 steps each, load about 14) for both of these settings.
+Forward + backward of ``mstat_tiny``, batch of 8 clips x 4 frames, ``torch.set_num_threads(1)``, on the shared
+2-core build machine: 0.29-0.32 s per step (3 steps, load about 1, 100 classes) at 128x64 with patch 16 (32 tokens
+per frame, as the default 64x32 with patch 8); with 625 classes over 5 steps at load about 4: 0.76-0.90 s (default
+64x32) and 0.81-0.93 s (128x64, patch 16); 0.87-1.36 s for both at load about 14. At load about 4,
+``vit_frame_avg_tiny`` takes 0.49-0.62 s and ``reid_mobilenet_v2`` 0.46-0.74 s (64x32).
 
 Training from scratch (measured on ``reid-synth`` defaults at 64x32, T = 4, PK batches 8 x 4, Adam 3.5e-4, one run
 each, shared CPU): with ``pickwise.tasks.reid.losses.reid_loss`` defaults (ID + batch-hard triplet, margin 0.3) from
