@@ -117,6 +117,11 @@ def test_loop_reads_target_labels_only_through_the_oracle_and_spends_the_budget(
     stages = results["stages"]
     assert [r["stage"] for r in stages] == ["warmup", "round_01", "round_02"]
     assert [r["labelled_pixels"] for r in stages] == [0, budget // 2, budget]
+    # every stage trains its configured steps, more than one epoch of the 8 pairs at batch 2 (4 steps)
+    import csv
+
+    rows = list(csv.DictReader(open(tmp_path / "run" / "warmup" / "train_log.csv")))
+    assert int(rows[-1]["step"]) == 6
     assert stages[-1]["labelled_fraction"] == pytest.approx(budget / pool_pixels)
     final = latest_selection(tmp_path / "run" / "selection")
     assert torch.equal(final.labelled, store.read_mask)  # read exactly the selection, once each
@@ -183,3 +188,38 @@ def test_selection_state_roundtrip_and_image_budget(tmp_path):
     path.write_bytes(path.read_bytes()[:20])
     with pytest.raises(CheckpointError):
         load_selection(path)
+
+
+def test_resume_inside_a_stage_from_the_engine_checkpoint_is_exact(tmp_path):
+    cfg = _cfg(tmp_path, "active.rounds=1", "optim.round_steps=6")
+    full, _ = _run(cfg, tmp_path / "a")
+
+    class Boom(Exception):
+        pass
+
+    class CrashingNet(TinyNet):
+        calls = 0
+
+        def forward(self, x):
+            if self.training:
+                CrashingNet.calls += 1
+                if CrashingNet.calls == 6 + 5:  # warm-up steps, then the 5th step of round_01 (checkpoint at 4)
+                    raise Boom
+            return super().forward(x)
+
+    with pytest.raises(Boom):
+        run_active_learning(
+            cfg,
+            lambda: CrashingNet(),
+            Domain(8, 0.0, 0),
+            TrapPool(6, 0.5, 1),
+            Domain(4, 0.5, 2),
+            SimulatedOracle(GuardedStore(Domain(6, 0.5, 1).lbl, 10**9)),
+            tmp_path / "b",
+            num_classes=3,
+            log=lambda m: None,
+        )
+    assert (tmp_path / "b" / "round_01" / "checkpoints").is_dir()
+    assert not (tmp_path / "b" / "round_01" / "weights.safetensors").exists()
+    resumed, _ = _run(cfg, tmp_path / "b", resume=True)
+    assert [r["mIoU"] for r in resumed["stages"]] == [r["mIoU"] for r in full["stages"]]

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sized
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -123,7 +123,9 @@ def train_stage(
     stage_dir = Path(stage_dir)
     weights = stage_dir / "weights.safetensors"
     start = time.perf_counter()
-    tcfg = cfg.trainer_config(max(steps, 1), stage_dir.name)
+    per_epoch = max(1, len(cast(Sized, train_set)) // cfg.data.batch_size)
+    epochs = -(-max(steps, 1) // per_epoch)  # enough epochs for ``steps`` (the engine stops at max_steps)
+    tcfg = cfg.trainer_config(max(steps, 1), stage_dir.name, epochs=epochs)
     trainer = Trainer(tcfg, model, train_set, eval_set, task, stage_dir, device)
     if weights.exists():
         load_weights(model, weights)

@@ -150,8 +150,11 @@ class AdaSegConfig:
         budget = self.active.budget.replace("%", "pct").replace("/", "per")
         return f"{self.active.strategy}-{budget}-s{self.optim.seed}"
 
-    def trainer_config(self, steps: int, name: str) -> TrainerConfig:
-        """The engine config of one stage of ``steps`` optimizer steps."""
+    def trainer_config(self, steps: int, name: str, epochs: int = 1) -> TrainerConfig:
+        """The engine config of one stage of ``steps`` optimizer steps over (at least) ``epochs`` epochs.
+
+        The engine stops at ``min(steps, epochs x steps per epoch)``: pass enough epochs to cover ``steps``.
+        """
         o = self.optim
         return TrainerConfig(
             batch_size=self.data.batch_size,
@@ -159,7 +162,7 @@ class AdaSegConfig:
             optim=OptimizerConfig(name=o.name, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay),
             schedule=ScheduleConfig(name="constant"),
             train=TrainConfig(
-                epochs=1,
+                epochs=max(1, int(epochs)),
                 max_steps=steps,
                 seed=o.seed,
                 device=o.device,
