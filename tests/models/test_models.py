@@ -13,7 +13,7 @@ from pickwise.exceptions import InvalidParameterError, UnknownNameError
 from pickwise.models.resnet_cifar import PadShortcut
 from pickwise.nn import GroupNorm, InstanceNorm2d, LayerNorm2d
 
-MODELS = pm.list_models()
+MODELS = pm.list_models(task="classification")  # the classifier contract below
 NORMS = {"bn": nn.BatchNorm2d, "gn": GroupNorm, "ln": LayerNorm2d, "in": InstanceNorm2d}
 
 

@@ -39,11 +39,24 @@ class TestListModels:
             "resnet8",
         ]
         assert pm.list_models("RESNET5*") == ["resnet50", "resnet56"]
-        assert pm.list_models("*mobile*") == ["mobilenet_v2"]
+        assert pm.list_models("*mobile*", task="classification") == ["mobilenet_v2"]
+        assert "mobilenet_v2" in pm.list_models("*mobile*")
         assert pm.list_models("nothing*") == []
 
+    def test_task_filter(self):
+        tasks = {name: pm.get_model_task(name) for name in pm.list_models()}
+        assert tasks["resnet20"] == tasks["mobilenet_v2"] == "classification"
+        assert tasks["mstat_tiny"] == "reid" and tasks["deeplabv3plus_tiny"] == "segmentation"
+        assert tasks["pynet"] == "isp"
+        for task in set(tasks.values()):
+            assert pm.list_models(task=task) == sorted(n for n, t in tasks.items() if t == task)
+        with pytest.raises(InvalidParameterError, match="unknown task 'detection'"):
+            pm.list_models(task="detection")
+        with pytest.raises(UnknownNameError):
+            pm.get_model_task("no_such_model")
+
     def test_pretrained_only(self):
-        assert pm.list_models(pretrained=True) == ["craft_vgg16_bn", "mobilenet_v2"]
+        assert pm.list_models(pretrained=True, task="classification") == ["craft_vgg16_bn", "mobilenet_v2"]
 
     def test_is_model(self):
         assert pm.is_model("resnet20")

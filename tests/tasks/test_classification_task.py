@@ -219,7 +219,13 @@ def test_cli_table_builds_the_train_subcommand():
     from pickwise.tasks import cli_commands
     from pickwise.tasks.classification import CLI_COMMANDS
 
-    assert cli_commands() == CLI_COMMANDS == {"train": "pickwise.cli.train:add_parser"}
+    assert CLI_COMMANDS == {"train": "pickwise.cli.train:add_parser"}
+    assert cli_commands() == {
+        "train": "pickwise.cli.train:add_parser",
+        "reid": "pickwise.tasks.reid.cli:add_parser",
+        "adaseg": "pickwise.tasks.adaseg.cli:add_parser",
+        "isp": "pickwise.tasks.isp.cli:add_parser",
+    }
     parser = build_parser()
     sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
     names = list(sub.choices)

@@ -14,6 +14,7 @@ def add_parser(subparsers: Any) -> None:
     """Register the listing subcommands."""
     p = subparsers.add_parser("models", help="list registered models", description="List registered models.")
     p.add_argument("pattern", nargs="?", help="fnmatch pattern, e.g. 'resnet*'")
+    p.add_argument("--task", help="only this task's models: classification, reid, segmentation, isp")
     p.set_defaults(handler=_models)
     p = subparsers.add_parser("datasets", help="list embedded datasets", description="List registered datasets.")
     p.set_defaults(handler=_datasets)
@@ -22,16 +23,17 @@ def add_parser(subparsers: Any) -> None:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from ..models import create_model, list_models
+    from ..models import create_model, get_model_task, list_models
 
     rows = []
-    for name in list_models(args.pattern):
+    for name in list_models(args.pattern, task=getattr(args, "task", None)):
         model = create_model(name)
         cfg = getattr(model, "pretrained_cfg", None)
         has_weights = bool(cfg and getattr(cfg, "sha256", None))
         params = sum(p.numel() for p in model.parameters()) / 1e6
-        rows.append([name, f"{params:.2f}M", model.num_features, "yes" if has_weights else "-"])
-    print(format_table(["model", "params", "num_features", "pretrained"], rows))
+        width = getattr(model, "num_features", getattr(model, "embed_dim", "-"))
+        rows.append([name, get_model_task(name), f"{params:.2f}M", width, "yes" if has_weights else "-"])
+    print(format_table(["model", "task", "params", "num_features", "pretrained"], rows))
     return 0
 
 

@@ -10,8 +10,15 @@ ResNets ``resnet18``/``resnet34``/``resnet50`` (torchvision naming), ResNeXt ``r
 ICCV 2019), ``mobilenet_v2`` (Sandler et al., CVPR 2018; ImageNet weights via ``pretrained=True``) and
 ``craft_vgg16_bn`` (the VGG16-BN backbone of the CRAFT text detector, Baek et al., CVPR 2019; real weights via
 ``pretrained=True``).
+
+Task models (``list_models(task=...)`` / :func:`get_model_task` tell them apart): video re-ID ``mstat_tiny`` /
+``mstat_small`` / ``mstat_base`` and the baselines ``vit_frame_avg_tiny``, ``reid_mobilenet_v2`` (:mod:`.mstat`,
+MSTAT, IEEE TMM 2023); segmentation ``deeplabv2_*`` / ``deeplabv3plus_*`` (:mod:`.deeplab`, for ADA-MCU);
+learned ISPs ``isp_unet*``, ``pynet*``, ``mwisp*``, ``awnet*`` and the non-learned ``isp_classical``
+(:mod:`.isp`, AIM 2020).
 """
 
+from . import deeplab, isp, mstat
 from ._base import ClassifierModel
 from ._builder import build_model_with_cfg, load_pretrained, resolve_weights_path, verify_sha256
 from ._registry import (
@@ -19,6 +26,7 @@ from ._registry import (
     IMAGENET_STD,
     PretrainedCfg,
     create_model,
+    get_model_task,
     get_pretrained_cfg,
     is_model,
     list_models,
@@ -64,7 +72,11 @@ __all__ = [
     "g_resnext29_4x4d",
     "g_resnext29_8x4d",
     "g_resnext50",
+    "deeplab",
+    "get_model_task",
     "get_pretrained_cfg",
+    "isp",
+    "mstat",
     "is_model",
     "list_models",
     "load_pretrained",

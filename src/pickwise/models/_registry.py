@@ -23,6 +23,7 @@ __all__ = [
     "IMAGENET_STD",
     "PretrainedCfg",
     "create_model",
+    "get_model_task",
     "get_pretrained_cfg",
     "is_model",
     "list_models",
@@ -100,6 +101,9 @@ _MODELS: Registry[Callable[..., nn.Module]] = Registry(
     "model", normalize=lambda s: s.strip().lower(), list_hint="Run `pickwise models` to list them."
 )
 _DEFAULT_CFGS: dict[str, PretrainedCfg] = {}
+# model name -> what its forward computes ("classification", "reid", "segmentation", "isp"): the defining module's
+# ``MODEL_TASK`` (classification when absent), so callers that need class logits can ask for those models only
+_MODEL_TASKS: dict[str, str] = {}
 
 
 def register_model(fn: F) -> F:
@@ -120,6 +124,7 @@ def register_model(fn: F) -> F:
     cfgs = getattr(sys.modules.get(fn.__module__), "default_cfgs", {}) or {}
     _MODELS.add(name, fn)
     _DEFAULT_CFGS[name.lower()] = cfgs.get(name, PretrainedCfg(architecture=name))
+    _MODEL_TASKS[name.lower()] = str(getattr(sys.modules.get(fn.__module__), "MODEL_TASK", "classification"))
     return fn
 
 
@@ -141,12 +146,14 @@ def get_pretrained_cfg(model_name: str) -> PretrainedCfg:
     return _DEFAULT_CFGS[_MODELS.canonical(model_name)]
 
 
-def list_models(pattern: str | None = None, *, pretrained: bool = False) -> list[str]:
+def list_models(pattern: str | None = None, *, pretrained: bool = False, task: str | None = None) -> list[str]:
     """Sorted names of the registered models.
 
     Args:
         pattern: Optional fnmatch wildcard, e.g. ``"resnet*"``; matched case-insensitively.
         pretrained: Only list models that have shipped weights.
+        task: Only list models of this task (see :func:`get_model_task`): ``"classification"`` (class logits),
+            ``"reid"``, ``"segmentation"`` or ``"isp"``.
 
     Returns:
         Sorted model names.
@@ -159,7 +166,24 @@ def list_models(pattern: str | None = None, *, pretrained: bool = False) -> list
     names = _MODELS.names(pattern)
     if pretrained:
         names = [n for n in names if _DEFAULT_CFGS[n].has_weights]
+    if task is not None:
+        known = sorted(set(_MODEL_TASKS.values()))
+        if task not in known:
+            raise InvalidParameterError(f"list_models: unknown task {task!r}; registered tasks: {', '.join(known)}")
+        names = [n for n in names if _MODEL_TASKS[n] == task]
     return names
+
+
+def get_model_task(model_name: str) -> str:
+    """What a registered model computes: ``"classification"``, ``"reid"``, ``"segmentation"`` or ``"isp"``.
+
+    Example:
+        >>> import pickwise.models
+        >>> pickwise.models.get_model_task("resnet20")
+        'classification'
+    """
+    model_entrypoint(model_name)  # the registry's one-line error for unknown names
+    return _MODEL_TASKS[model_name.strip().lower()]
 
 
 def is_model(model_name: str) -> bool:
