@@ -21,7 +21,7 @@ TOPICS: dict[str, tuple[str, str]] = {
     "selection": ("pickwise.reproduce.selection", "EMMS, LogME and baselines ranked against fine-tuned accuracy"),
     "reid": ("pickwise.reproduce.reid", "MSTAT vs frame-averaged baselines and its ablations on reid-synth"),
     "adaseg": ("pickwise.reproduce.adaseg", "ADA-MCU vs random/entropy/RIPU acquisition at equal pixel budgets"),
-    "isp": ("pickwise.reproduce.isp", "classical ISP vs U-Net, PyNET, MW-ISPNet- and AWNet-style on embedded RAW pairs"),
+    "isp": ("pickwise.reproduce.isp", "classical ISP vs U-Net, PyNET, MW-ISPNet-, AWNet-style on embedded RAW pairs"),
 }
 
 
