@@ -71,6 +71,8 @@ from ._registry import PretrainedCfg, create_model, register_model
 from .mobilenetv2 import InvertedResidual, MobileNetV2
 from .resnet import BasicBlock, Bottleneck, ResNet
 
+MODEL_TASK = "segmentation"  # what the registry lists these models under (``list_models(task=...)``)
+
 __all__ = [
     "ASPP",
     "ASPPv2",
