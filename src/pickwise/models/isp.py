@@ -29,6 +29,8 @@ from .isp_mwisp import HaarDWT, HaarIWT, MWISPNet, haar_dwt, haar_iwt, mwisp, mw
 from .isp_pynet import PyNET, pynet, pynet_tiny
 from .isp_unet import ISPModel, ISPUNet, isp_unet, isp_unet_tiny
 
+MODEL_TASK = "isp"  # what the registry lists these models under (``list_models(task=...)``)
+
 __all__ = [
     "ISP_MODELS",
     "AWNet",

@@ -34,6 +34,8 @@ from ._registry import register_model
 from .isp_mwisp import haar_dwt, haar_iwt
 from .isp_unet import ISPModel, _check_no_pretrained, pad_to_multiple, resolve_optional_norm
 
+MODEL_TASK = "isp"  # what the registry lists these models under (``list_models(task=...)``)
+
 __all__ = [
     "AWNet",
     "ContextBlock",

@@ -28,6 +28,8 @@ from ._base import check_int
 from ._registry import register_model
 from .isp_unet import ISPModel, _check_no_pretrained
 
+MODEL_TASK = "isp"  # what the registry lists these models under (``list_models(task=...)``)
+
 __all__ = [
     "CALayer",
     "HaarDWT",

@@ -31,6 +31,8 @@ from ._base import check_int
 from ._registry import register_model
 from .isp_unet import ISPModel, _check_no_pretrained, pad_to_multiple, resolve_optional_norm
 
+MODEL_TASK = "isp"  # what the registry lists these models under (``list_models(task=...)``)
+
 __all__ = ["ConvMultiBlock", "PyNET", "pynet", "pynet_tiny"]
 
 LEVELS = (0, 1, 2, 3, 4, 5)

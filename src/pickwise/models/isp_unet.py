@@ -24,6 +24,8 @@ from ..nn.norm import get_norm_layer
 from ._base import check_int
 from ._registry import register_model
 
+MODEL_TASK = "isp"  # what the registry lists these models under (``list_models(task=...)``)
+
 __all__ = ["ISPModel", "ISPUNet", "isp_unet", "isp_unet_tiny", "pad_to_multiple", "resolve_optional_norm"]
 
 
