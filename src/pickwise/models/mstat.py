@@ -81,13 +81,26 @@ per frame, as the default 64x32 with patch 8); with 625 classes over 5 steps at 
 64x32) and 0.81-0.93 s (128x64, patch 16); 0.87-1.36 s for both at load about 14. At load about 4,
 ``vit_frame_avg_tiny`` takes 0.49-0.62 s and ``reid_mobilenet_v2`` 0.46-0.74 s (64x32).
 
-Training from scratch (measured on ``reid-synth`` defaults at 64x32, T = 4, PK batches 8 x 4, Adam 3.5e-4, one run
-each, shared CPU): with ``pickwise.tasks.reid.losses.reid_loss`` defaults (ID + batch-hard triplet, margin 0.3) from
-the first step, the pre-BNNeck features of every stage collapse (mean in-batch cosine distance 0.39-0.71 at step 0,
-below 0.001 by step 10-25) for ``mstat_tiny`` and ``vit_frame_avg_tiny`` alike. After 200 steps the frame baseline
-had recovered (R1 43.5, mAP 52.4) but ``mstat_tiny`` had not (R1 0.0, mAP 2.8: chance), while ``reid_mobilenet_v2``
-(ImageNet init) reached R1 68.8, mAP 75.6. With the triplet weight at 0 nothing collapsed (spread 0.5-0.9 over 100
-steps). From scratch, start with the ID loss alone (or a small triplet weight) and add the triplet loss later.
+Training from scratch (measured on ``reid-synth`` defaults at 64x32, T = 4, PK batches 8 x 4, Adam 3.5e-4, weight
+decay 5e-4, 200 steps, ``pickwise.tasks.reid.losses.reid_loss`` defaults: ID + batch-hard triplet with margin 0.3;
+one run each on the shared CPU; cosine distance on the eval embedding, 248 queries, 191 gallery tracklets):
+
+==============================================  ======  ======
+model (options)                                 R1 (%)  mAP (%)
+==============================================  ======  ======
+``reid_mobilenet_v2`` (ImageNet init)           68.8    75.6
+``vit_frame_avg_tiny``                          43.5    52.4
+``mstat_tiny`` ``num_stages=1`` (AAP+IAP)       19.4    30.9
+``mstat_tiny`` ``stage_loss_weights=(0,0,1)``   9.4     17.8
+``mstat_tiny`` (defaults, losses on 3 stages)   0.0     2.8
+==============================================  ======  ======
+
+So in this short CPU setting the reconstructed MSTAT is *worse* than its frame-average baseline. With the triplet
+loss from the first step the pre-BNNeck features of every stage collapse (mean in-batch cosine distance 0.39-0.71 at
+step 0, below 0.001 by step 10-25) for ``mstat_tiny`` and ``vit_frame_avg_tiny`` alike; the frame baseline recovers,
+the three-stage MSTAT did not within 200 steps. With the triplet weight at 0 nothing collapses (spread 0.5-0.9), but
+100 ID-only steps left both tiny ViTs at chance (R1 0.0-0.6). A from-scratch recipe for the multi-stage model is
+open (longer schedules, triplet warm-up, loss on fewer stages were not tried beyond the rows above).
 
 ``mstat_small``/``mstat_base`` load ImageNet ViT weights from a file the user gives (``pretrained_file=``; timm
 ``.pth``/``.safetensors`` or Google augreg ``.npz``), see :func:`pickwise.models._vit_weights.load_vit_weights`.
@@ -108,6 +121,8 @@ from ..nn.norm import get_norm_layer, norm_layer_info
 from ._base import check_int
 from ._registry import IMAGENET_MEAN, IMAGENET_STD, PretrainedCfg, register_model
 from ._vit import ATTENTION_MODES, PatchEmbed, ProxyAttention, STABlock, _pair, resample_pos_embed
+
+MODEL_TASK = "reid"  # what the registry lists these models under (``list_models(task=...)``)
 
 __all__ = [
     "BNNeck",
