@@ -12,6 +12,7 @@ concatenation, then conv → 12 channels → PixelShuffle(2) → RGB). Its sizes
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
@@ -58,7 +59,7 @@ def pad_to_multiple(x: torch.Tensor, multiple: int, minimum: int = 1) -> tuple[t
     return F.pad(x, (0, pw, 0, ph), mode=mode), (h, w)
 
 
-class ISPModel(nn.Module):
+class ISPModel(nn.Module, ABC):
     """Base class: packed RAW ``[B, 4, h, w]`` → RGB ``[B, 3, 2h, 2w]`` with input checks and size padding.
 
     Subclasses set ``size_multiple`` (the packed-size multiple their down-sampling needs), ``min_size`` (the smallest
@@ -81,9 +82,9 @@ class ISPModel(nn.Module):
         if not x.is_floating_point():
             raise ShapeError(f"{type(self).__name__}: expected a float tensor; got {x.dtype} (normalize the RAW first)")
 
-    def forward_padded(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+    @abstractmethod
+    def forward_padded(self, x: torch.Tensor) -> torch.Tensor:
         """RGB ``[B, 3, 2H, 2W]`` of a padded input ``[B, 4, H, W]``."""
-        raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """RGB at twice the packed resolution (the RAW mosaic's resolution)."""

@@ -8,13 +8,13 @@ distribution; the PK sampler gives every process whole identities).
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from ...exceptions import ConfigError
+from ...utils.io import strict_json_dumps
 
 __all__ = ["add_parser"]
 
@@ -207,7 +207,7 @@ def _extract(args: argparse.Namespace) -> int:
 
     if args.demo:
         summary = video.demo_video_retrieval(args.video, args.out_root, **options)
-        print(json.dumps(summary, default=str, indent=1))
+        print(strict_json_dumps(summary, default=str, indent=1))
         return 0
     out = video.extract_tracklets(args.video, args.out_root, **options)
     print(f"tracklets written to {out}")
