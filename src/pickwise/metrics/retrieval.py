@@ -209,9 +209,8 @@ def pairwise_distance(q: Any, g: Any, metric: str = "euclidean", *, chunk_size: 
 
     Example:
         >>> import numpy as np
-        >>> pairwise_distance(np.array([[0.0, 0.0], [1.0, 1.0]]), np.array([[3.0, 4.0]]))
-        array([[25.],
-               [13.]])
+        >>> pairwise_distance(np.array([[0.0, 0.0], [1.0, 1.0]]), np.array([[3.0, 4.0]])).tolist()
+        [[25.0], [13.0]]
     """
     if metric not in _METRICS:
         raise InvalidParameterError(f"pairwise_distance: metric must be one of {_METRICS}; got {metric!r}")

@@ -101,3 +101,14 @@ def test_classical_errors():
     with pytest.raises(ShapeError, match="3x3"):
         ClassicalISP(ccm=[[1, 0], [0, 1]])
     assert ClassicalISP(sensor_levels=RawLevels(0, 1023)).sensor_levels.white == 1023
+
+
+def test_menon_leaves_numpy_print_options_alone():
+    pytest.importorskip("colour_demosaicing")
+    import numpy as np
+
+    from pickwise.tasks.isp.classical import demosaic_menon
+
+    before = np.get_printoptions()
+    demosaic_menon(torch.rand(1, 1, 8, 8), "RGGB")
+    assert np.get_printoptions() == before

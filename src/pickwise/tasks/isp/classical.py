@@ -121,6 +121,7 @@ def demosaic_bilinear(mosaic: torch.Tensor, pattern: str = "RGGB") -> torch.Tens
 
 def demosaic_menon(mosaic: torch.Tensor, pattern: str = "RGGB", refining_step: bool = True) -> torch.Tensor:
     """Menon, Andriani & Calvagno (2007) DDFAPD demosaicing via ``colour_demosaicing`` (CPU numpy, no gradient)."""
+    printoptions = np.get_printoptions()
     try:
         from colour_demosaicing import demosaicing_CFA_Bayer_Menon2007
     except ImportError:
@@ -128,6 +129,8 @@ def demosaic_menon(mosaic: torch.Tensor, pattern: str = "RGGB", refining_step: b
             "demosaic_menon: needs the optional package 'colour-demosaicing'; install it with "
             "`pip install colour-demosaicing` (or `pip install 'pickwise[isp]'`), or use demosaic='malvar'"
         ) from None
+    finally:
+        np.set_printoptions(**printoptions)  # importing colour switches numpy to legacy="1.13" printing globally
     x, lead = _as_mosaic(mosaic, "demosaic_menon")
     pattern = _check_pattern(pattern)
     arr = x[:, 0].detach().cpu().double().numpy()

@@ -75,8 +75,8 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         ``(N, M)`` float64 IoU (0 where boxes are disjoint or degenerate).
 
     Example:
-        >>> box_iou(np.array([[0, 0, 2, 2]]), np.array([[1, 1, 3, 3], [5, 5, 6, 6]]))
-        array([[0.14285714, 0.        ]])
+        >>> box_iou(np.array([[0, 0, 2, 2]]), np.array([[1, 1, 3, 3], [5, 5, 6, 6]])).round(6).tolist()
+        [[0.142857, 0.0]]
     """
     a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
     b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
