@@ -91,7 +91,7 @@ def npz_to_timm_state_dict(arrays: Mapping[str, Any]) -> dict[str, torch.Tensor]
     )
     for i in blocks:
         p = f"Transformer/encoderblock_{i}/"
-        a = f"{p}MultiHeadDotProductAttention_{mha}/"
+        attn = f"{p}MultiHeadDotProductAttention_{mha}/"
         d = f"blocks.{i}."
         try:
             out[d + "norm1.weight"], out[d + "norm1.bias"] = (
@@ -100,14 +100,14 @@ def npz_to_timm_state_dict(arrays: Mapping[str, Any]) -> dict[str, torch.Tensor]
             )
             out[d + "norm2.weight"] = t(take(f"{p}LayerNorm_{ln2}/scale"))
             out[d + "norm2.bias"] = t(take(f"{p}LayerNorm_{ln2}/bias"))
-            qkv = [take(f"{a}{n}/kernel") for n in ("query", "key", "value")]
+            qkv = [take(f"{attn}{n}/kernel") for n in ("query", "key", "value")]
             out[d + "attn.qkv.weight"] = t(np.concatenate([k.reshape(k.shape[0], -1).T for k in qkv]))
             out[d + "attn.qkv.bias"] = t(
-                np.concatenate([take(f"{a}{n}/bias").reshape(-1) for n in ("query", "key", "value")])
+                np.concatenate([take(f"{attn}{n}/bias").reshape(-1) for n in ("query", "key", "value")])
             )
-            ko = take(f"{a}out/kernel")
+            ko = take(f"{attn}out/kernel")
             out[d + "attn.proj.weight"] = t(ko.reshape(-1, ko.shape[-1]).T)
-            out[d + "attn.proj.bias"] = t(take(f"{a}out/bias"))
+            out[d + "attn.proj.bias"] = t(take(f"{attn}out/bias"))
             for j, name in ((0, "fc1"), (1, "fc2")):
                 out[f"{d}mlp.{name}.weight"] = t(take(f"{p}MlpBlock_{mlp}/Dense_{j}/kernel").T)
                 out[f"{d}mlp.{name}.bias"] = t(take(f"{p}MlpBlock_{mlp}/Dense_{j}/bias"))

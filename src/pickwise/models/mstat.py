@@ -593,11 +593,12 @@ class MSTAT(nn.Module):
             STABlock(dim, num_heads, mlp_ratio, qkv_bias, dpr[i], attention, attn_drop) for i in range(depth)
         )
         self.stage_norms = nn.ModuleList(nn.LayerNorm(dim, eps=1e-6) for _ in range(num_stages))
-        self.heads = nn.ModuleList(
+        heads = [
             StageHead(k, dim, num_heads, num_attr_proxies, num_id_proxies, head_mlp_ratio, stage3_combine)
             for k in stage_heads
-        )
-        self.stage_dims = tuple(h.out_dim for h in self.heads)
+        ]
+        self.heads = nn.ModuleList(heads)
+        self.stage_dims: tuple[int, ...] = tuple(h.out_dim for h in heads)
         self.necks = nn.ModuleList(BNNeck(d, self.num_classes, norm_layer) for d in self.stage_dims)
         if fusion == "mean" and len(set(self.stage_dims)) != 1:
             raise InvalidParameterError(f"{where}: fusion='mean' needs equal stage dims; got {self.stage_dims}")

@@ -203,8 +203,8 @@ class VideoClipDataset(Dataset):
         from PIL import Image
 
         try:
-            with Image.open(path) as img:
-                img = img.convert("RGB").resize((self.size[1], self.size[0]), Image.BILINEAR)
+            with Image.open(path) as src:
+                img = src.convert("RGB").resize((self.size[1], self.size[0]), Image.Resampling.BILINEAR)
                 return np.asarray(img, dtype=np.uint8)
         except (OSError, ValueError) as err:
             raise DataFormatError(f"VideoClipDataset: cannot read frame {path} ({err})") from None

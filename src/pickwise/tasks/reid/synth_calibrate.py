@@ -20,9 +20,7 @@ __all__ = ["calibrate_reid_synth", "contact_sheet"]
 
 
 @torch.no_grad()
-def _embed(
-    model: torch.nn.Module, tracklets: list[Any], seq_len: int, size: tuple[int, int], batch: int
-) -> torch.Tensor:
+def _embed(model: Any, tracklets: list[Any], seq_len: int, size: tuple[int, int], batch: int) -> torch.Tensor:
     from .frames import VideoClipDataset
 
     ds = VideoClipDataset(tracklets, seq_len, "evenly", None, size=size)
@@ -145,7 +143,7 @@ def contact_sheet(
         draw.text((3, r * h + h // 2 - 5), f"cam{camid + 1}", fill=(0, 0, 0))
         for c, i in enumerate(sample_frames(len(paths), frames, "evenly")):
             with Image.open(paths[i]) as img:
-                sheet.paste(img.convert("RGB").resize((w, h), Image.NEAREST), (label_w + c * w, r * h))
+                sheet.paste(img.convert("RGB").resize((w, h), Image.Resampling.NEAREST), (label_w + c * w, r * h))
     import io
 
     buf = io.BytesIO()

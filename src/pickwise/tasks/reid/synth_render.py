@@ -32,6 +32,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -107,7 +108,7 @@ def _resize(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
     if arr.ndim == 2:
         img = Image.fromarray(np.ascontiguousarray(arr, dtype=np.float32))
-        return np.asarray(img.resize((size[1], size[0]), Image.BILINEAR))
+        return np.asarray(img.resize((size[1], size[0]), Image.Resampling.BILINEAR))
     return np.stack([_resize(np.ascontiguousarray(arr[..., c]), size) for c in range(arr.shape[2])], axis=-1)
 
 
@@ -305,7 +306,7 @@ def _lerp(a: tuple[float, float], b: tuple[float, float], t: float) -> tuple[flo
 class _Painter:
     """Draws filled polygons/ellipses on an RGBA canvas with a solid colour or a fabric image."""
 
-    def __init__(self, width: int, height: int, fabrics: dict[str, object]) -> None:
+    def __init__(self, width: int, height: int, fabrics: dict[str, Any]) -> None:
         from PIL import Image, ImageDraw
 
         self.Image, self.ImageDraw = Image, ImageDraw
@@ -329,10 +330,10 @@ class _Painter:
         self.draw.line(pts, fill=(*fill, 255), width=max(1, round(width)))
 
 
-def draw_figure(ident: Identity, view: str, phase: float, height: int, fabrics: dict[str, object]) -> object:
+def draw_figure(ident: Identity, view: str, phase: float, height: int, fabrics: dict[str, Any] | None) -> Any:
     """The figure as an RGBA PIL image of ``height x round(0.6 height)`` pixels (feet at the bottom row)."""
     width = round(0.6 * height)
-    p = _Painter(width, height, fabrics)
+    p = _Painter(width, height, fabrics or {})
     s = ident.height * height
     side = view in ("left", "right")
     xc = width / 2
@@ -436,7 +437,9 @@ def draw_figure(ident: Identity, view: str, phase: float, height: int, fabrics: 
         side_px = max(2, round(sw * 0.7))
         from PIL import Image
 
-        logo = Image.fromarray((ident.logo * 255).astype(np.uint8)).resize((side_px, side_px), Image.BILINEAR)
+        logo = Image.fromarray((ident.logo * 255).astype(np.uint8)).resize(
+            (side_px, side_px), Image.Resampling.BILINEAR
+        )
         p.canvas.paste(logo, (round(xc - side_px / 2), round(ys + hr * 0.5)))
     if ident.bag == "backpack":
         if view == "back":
@@ -488,13 +491,13 @@ def draw_figure(ident: Identity, view: str, phase: float, height: int, fabrics: 
     return p.canvas
 
 
-def _fabric_images(ident: Identity, height: int) -> dict[str, object]:
+def _fabric_images(ident: Identity, height: int) -> dict[str, Any]:
     from PIL import Image
 
     width = round(0.6 * height)
     out = {}
     for key, arr in (("top", ident.top), ("bottom", ident.bottom)):
-        img = Image.fromarray((arr * 255).astype(np.uint8)).resize((width, height), Image.BILINEAR)
+        img = Image.fromarray((arr * 255).astype(np.uint8)).resize((width, height), Image.Resampling.BILINEAR)
         out[key] = img.convert("RGBA")
     return out
 
@@ -565,14 +568,14 @@ def render_tracklet(
         fx = min(max(fx, 0.0), sw_ - w_out - 1.0)
         win = (slice(int(fy), int(fy) + h_out), slice(int(fx), int(fx) + w_out))
         bg = np.where(ground_rows, cam.ground[win], cam.scene[win])
-        frame = Image.fromarray((bg * 255).astype(np.uint8)).resize((work_w, work_h), Image.BILINEAR)
+        frame = Image.fromarray((bg * 255).astype(np.uint8)).resize((work_w, work_h), Image.Resampling.BILINEAR)
         phase = phase0 + 2 * math.pi * t / period
         jit_s = 1.0 + float(rng.normal(0, 0.035 * s))
         ph = max(12, round(person_h * jit_s))
         if ident is not None:
             fig = draw_figure(ident, view, phase, person_h * SS, fabrics)
             pw = max(4, round(fig.width / SS * cam.stretch * jit_s))
-            fig = fig.resize((pw, ph), Image.BOX)
+            fig = fig.resize((pw, ph), Image.Resampling.BOX)
             cx = work_w / 2 + float(rng.normal(0, 0.045 * s)) * work_w
             top = work_h - ph - round(work_h * 0.02) + round(float(rng.normal(0, 0.03 * s)) * work_h)
             if partial == "upper":
@@ -584,20 +587,21 @@ def render_tracklet(
             ox = (occ_x0 + occ_v * t) * work_w
             if occ == "object":
                 oh = round(occ_h * work_h)
-                tex = Image.fromarray((occ_tex * 255).astype(np.uint8)).resize((work_w, oh), Image.BILINEAR)
+                tex = Image.fromarray((occ_tex * 255).astype(np.uint8)).resize((work_w, oh), Image.Resampling.BILINEAR)
                 frame.paste(tex, (round(ox - work_w * 0.5), work_h - oh))
             elif occ == "pole":
                 pw_ = max(2, round(work_w * 0.12))
-                tex = Image.fromarray((occ_tex * 255).astype(np.uint8)).resize((pw_, work_h), Image.BILINEAR)
+                tex = Image.fromarray((occ_tex * 255).astype(np.uint8)).resize((pw_, work_h), Image.Resampling.BILINEAR)
                 frame.paste(tex, (round(ox), 0))
             else:
+                assert occluder_ident is not None  # drawn with the occluder kind "person"
                 ofig = draw_figure(occluder_ident, view, phase + 1.3, person_h * SS, occ_fabrics)
-                ofig = ofig.resize((max(4, round(ofig.width / SS)), person_h), Image.BOX)
+                ofig = ofig.resize((max(4, round(ofig.width / SS)), person_h), Image.Resampling.BOX)
                 frame.paste(
                     ofig, (round(work_w / 2 + occ_side * work_w * 0.55 - ofig.width / 2), work_h - person_h), ofig
                 )
         if (work_h, work_w) != (h_out, w_out):
-            frame = frame.resize((w_out, h_out), Image.BILINEAR)
+            frame = frame.resize((w_out, h_out), Image.Resampling.BILINEAR)
         sigma = cam.blur * float(rng.uniform(0.7, 1.3))
         if sigma > 0.15:
             frame = frame.filter(ImageFilter.GaussianBlur(sigma))
