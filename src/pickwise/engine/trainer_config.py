@@ -40,6 +40,7 @@ __all__ = [
     "TrainConfig",
     "TrainerConfig",
     "all_keys",
+    "apply_dotted_overrides",
     "check_run_name",
     "coerce_value",
     "diff_configs",
@@ -322,6 +323,78 @@ def unknown_key_error(key: str, root: type, command: str = "pickwise train") -> 
         + (f"; {hint}" if hint else ".")
         + f" Run `{command} --print-config` to see every key."
     )
+
+
+def apply_dotted_overrides(
+    cfg: Any,
+    overrides: list[str],
+    root: type | None = None,
+    *,
+    command: str = "pickwise train",
+    free_dicts: tuple[str, ...] = ("model.kwargs",),
+    text_keys: tuple[str, ...] = (),
+    example: str = "optim.lr=0.05",
+) -> Any:
+    """Apply ``key=value`` overrides (``--set``) to the run config ``cfg`` in order; every task's ``--set`` is this.
+
+    Values are YAML scalars (``1e-3``, ``true``, ``[1, 2]``; an unparsable value stays text). A key below one of
+    ``free_dicts`` (``model.kwargs.depth=4``) goes into that dict as it is; any other key must be a field of ``root``
+    (unknown keys raise the one-line error with close matches) and is coerced to the field's type.
+
+    Args:
+        cfg: The (mutable) dataclass config, changed in place and returned.
+        overrides: ``["optim.lr=0.1", ...]``.
+        root: The config's dataclass (default ``type(cfg)``).
+        command: The CLI command named in errors (``pickwise reid train``).
+        free_dicts: Dotted paths of ``dict`` fields that take any key.
+        text_keys: Keys whose value is kept as typed when YAML would read a number (``active.budget=5`` means the
+            text ``"5"`` to a budget parser, not the integer 5).
+        example: A valid override shown when an item has no ``=``.
+
+    Raises:
+        ConfigError: An item without ``=``, an unknown key or a value of the wrong type.
+
+    Example:
+        >>> from pickwise.tasks.classification import RunConfig
+        >>> cfg = apply_dotted_overrides(RunConfig(), ["optim.lr=0.2", "model.kwargs.drop_rate=0.1"])
+        >>> cfg.optim.lr, cfg.model.kwargs
+        (0.2, {'drop_rate': 0.1})
+    """
+    root = root or type(cfg)
+    keys = set(all_keys(root))
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"config: override '{item}' must look like key=value, e.g. {example}")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except (yaml.YAMLError, RecursionError, ValueError):
+            value = raw
+        if key in text_keys and isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = raw.strip()
+        free = next((d for d in free_dicts if key.startswith(d + ".")), None)
+        if free is not None:
+            target = cfg
+            for part in free.split("."):
+                target = getattr(target, part)
+            target[key[len(free) + 1 :]] = value
+            continue
+        if key not in keys:
+            raise unknown_key_error(key, root, command=command)
+        parts = key.split(".")
+        nested: dict[str, Any] = {}
+        cursor = nested
+        for part in parts[:-1]:
+            cursor = cursor.setdefault(part, {})
+        cursor[parts[-1]] = value
+        try:
+            merge_dict(cfg, nested, root)
+        except ConfigError as err:
+            if command == "pickwise train":
+                raise
+            raise ConfigError(str(err).replace("pickwise train", command)) from None
+    return cfg
 
 
 def merge_dict(obj: Any, data: dict[str, Any], root: type | None = None, prefix: str = "") -> None:

@@ -18,19 +18,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ...engine.trainer_config import (
     CheckpointConfig,
     OptimizerConfig,
     ScheduleConfig,
     TrainConfig,
     TrainerConfig,
-    all_keys,
+    apply_dotted_overrides,
     check_run_name,
     load_yaml_with_bases,
     merge_dict,
-    unknown_key_error,
 )
 from ...exceptions import ConfigError
 from .acquisition import get_strategy, parse_budget
@@ -178,30 +175,14 @@ class AdaSegConfig:
 
 def apply_adaseg_overrides(cfg: AdaSegConfig, overrides: list[str]) -> AdaSegConfig:
     """Dotted ``key=value`` overrides (YAML scalars), applied in order."""
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"config: override '{item}' must look like key=value, e.g. active.rounds=3")
-        key, raw = item.split("=", 1)
-        key = key.strip()
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except (yaml.YAMLError, ValueError):
-            value = raw
-        if isinstance(value, (int, float)) and key == "active.budget":
-            value = raw.strip()
-        parts = key.split(".")
-        if parts[:2] == ["model", "kwargs"] and len(parts) > 2:
-            cfg.model.kwargs[".".join(parts[2:])] = value
-            continue
-        if key not in all_keys(AdaSegConfig):
-            raise unknown_key_error(key, AdaSegConfig, "pickwise adaseg train")
-        nested: dict[str, Any] = {}
-        cursor = nested
-        for part in parts[:-1]:
-            cursor = cursor.setdefault(part, {})
-        cursor[parts[-1]] = value
-        merge_dict(cfg, nested, AdaSegConfig)
-    return cfg
+    return apply_dotted_overrides(
+        cfg,
+        overrides,
+        AdaSegConfig,
+        command="pickwise adaseg train",
+        text_keys=("active.budget",),
+        example="active.rounds=3",
+    )
 
 
 def validate_adaseg_config(cfg: AdaSegConfig) -> AdaSegConfig:

@@ -22,8 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..._registry import close_matches_hint
 from ...engine.trainer_config import (
     _DEVICE_RE,
@@ -35,13 +33,13 @@ from ...engine.trainer_config import (
     TrainConfig,
     TrainerConfig,
     all_keys,
+    apply_dotted_overrides,
     check_run_name,
     deep_update,
     diff_configs,
     flatten_config,
     load_yaml_with_bases,
     merge_dict,
-    unknown_key_error,
 )
 from ...exceptions import ConfigError
 from ...utils.validation import iter_nonfinite
@@ -220,10 +218,6 @@ def _all_keys(cls: type | None = None, prefix: str = "") -> list[str]:
     return all_keys(cls or RunConfig, prefix)
 
 
-def _unknown_key_error(key: str) -> ConfigError:
-    return unknown_key_error(key, RunConfig)
-
-
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flatten_config(data, prefix)
 
@@ -292,28 +286,9 @@ def config_from_dict(data: dict[str, Any], base: RunConfig | None = None) -> Run
 
 def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
     """Apply dotted ``key=value`` overrides in order; values are YAML scalars (``1e-3``, ``true``, ``[1,2]``)."""
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"config: override '{item}' must look like key=value, e.g. optim.lr=0.05")
-        key, raw = item.split("=", 1)
-        key = key.strip()
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except (yaml.YAMLError, RecursionError, ValueError):
-            value = raw
-        parts = key.split(".")
-        nested: dict[str, Any] = {}
-        cursor = nested
-        for part in parts[:-1]:
-            cursor = cursor.setdefault(part, {})
-        cursor[parts[-1]] = value
-        if parts[0] == "model" and len(parts) > 2 and parts[1] in ("kwargs", "norm_kwargs"):
-            getattr(cfg.model, parts[1])[".".join(parts[2:])] = value
-            continue
-        if key not in _all_keys():
-            raise _unknown_key_error(key)
-        merge_dict(cfg, nested, RunConfig)
-    return cfg
+    return apply_dotted_overrides(
+        cfg, overrides, RunConfig, free_dicts=("model.kwargs", "model.norm_kwargs"), example="optim.lr=0.05"
+    )
 
 
 def validate_config(cfg: RunConfig) -> RunConfig:

@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..._registry import close_matches_hint
 from ...engine.trainer_config import (
     CheckpointConfig,
@@ -26,11 +24,10 @@ from ...engine.trainer_config import (
     ScheduleConfig,
     TrainConfig,
     TrainerConfig,
-    all_keys,
+    apply_dotted_overrides,
     check_run_name,
     load_yaml_with_bases,
     merge_dict,
-    unknown_key_error,
     validate_trainer_config,
 )
 from ...exceptions import ConfigError
@@ -235,29 +232,7 @@ def config_from_dict(data: dict[str, Any], base: ISPRunConfig | None = None) -> 
 
 def apply_overrides(cfg: ISPRunConfig, overrides: list[str]) -> ISPRunConfig:
     """Apply dotted ``key=value`` overrides (YAML scalars) in order."""
-    keys = all_keys(ISPRunConfig)
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"config: override '{item}' must look like key=value, e.g. optim.lr=1e-4")
-        key, raw = item.split("=", 1)
-        key = key.strip()
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except (yaml.YAMLError, RecursionError, ValueError):
-            value = raw
-        parts = key.split(".")
-        if parts[:2] == ["model", "kwargs"] and len(parts) > 2:
-            cfg.model.kwargs[".".join(parts[2:])] = value
-            continue
-        if key not in keys:
-            raise unknown_key_error(key, ISPRunConfig, command="pickwise isp train")
-        nested: dict[str, Any] = {}
-        cursor = nested
-        for part in parts[:-1]:
-            cursor = cursor.setdefault(part, {})
-        cursor[parts[-1]] = value
-        merge_dict(cfg, nested, ISPRunConfig)
-    return cfg
+    return apply_dotted_overrides(cfg, overrides, ISPRunConfig, command="pickwise isp train", example="optim.lr=1e-4")
 
 
 def validate_config(cfg: ISPRunConfig) -> ISPRunConfig:

@@ -22,8 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..._registry import close_matches_hint
 from ...engine.trainer_config import (
     _DEVICE_RE,
@@ -34,12 +32,11 @@ from ...engine.trainer_config import (
     ScheduleConfig,
     TrainConfig,
     TrainerConfig,
-    all_keys,
+    apply_dotted_overrides,
     check_run_name,
     flatten_config,
     load_yaml_with_bases,
     merge_dict,
-    unknown_key_error,
 )
 from ...exceptions import ConfigError
 from ...utils.validation import iter_nonfinite
@@ -305,29 +302,9 @@ def reid_config_from_dict(data: dict[str, Any], base: ReIDRunConfig | None = Non
 
 def apply_reid_overrides(cfg: ReIDRunConfig, overrides: list[str]) -> ReIDRunConfig:
     """Apply dotted ``key=value`` overrides in order; values are YAML scalars (``1e-3``, ``true``, ``[1,2]``)."""
-    keys = all_keys(ReIDRunConfig)
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"config: override '{item}' must look like key=value, e.g. optim.lr=0.0005")
-        key, raw = item.split("=", 1)
-        key = key.strip()
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except (yaml.YAMLError, RecursionError, ValueError):
-            value = raw
-        parts = key.split(".")
-        if parts[:2] == ["model", "kwargs"] and len(parts) > 2:
-            cfg.model.kwargs[".".join(parts[2:])] = value
-            continue
-        if key not in keys:
-            raise unknown_key_error(key, ReIDRunConfig, command="pickwise reid train")
-        nested: dict[str, Any] = {}
-        cursor = nested
-        for part in parts[:-1]:
-            cursor = cursor.setdefault(part, {})
-        cursor[parts[-1]] = value
-        reid_config_from_dict(nested, cfg)
-    return cfg
+    return apply_dotted_overrides(
+        cfg, overrides, ReIDRunConfig, command="pickwise reid train", example="optim.lr=0.0005"
+    )
 
 
 def validate_reid_config(cfg: ReIDRunConfig) -> ReIDRunConfig:
