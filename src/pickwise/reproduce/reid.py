@@ -4,7 +4,10 @@ Arms (all trained with the same PK batches, losses, optimizer, schedule and numb
 
 - ``mstat``: ``mstat_tiny`` at reproduction size (D = 64, 3 blocks = 1 + 1 + 1, 2 heads; 3 stages with AAP, IAP and
   AAP+IAP heads; divided space-time attention; temporal patch shuffling), trained from scratch;
+- ``mstat_mnv2``: the same MSTAT with ``stem="mobilenet_v2"``: its patch tokens are the real ImageNet MobileNetV2's
+  block-6 features (stride 8) instead of a patch embedding learned from scratch;
 - ``vit_avg``: ``vit_frame_avg_tiny`` at the same size: the ViT per frame, class tokens averaged over time, one BNNeck;
+- ``vit_avg_mnv2``: the same frame-average ViT on the MobileNetV2 stem (separates the stem's gain from MSTAT's);
 - ``mnv2_imagenet``: ``reid_mobilenet_v2`` **untrained**: ImageNet MobileNetV2 features averaged over frames
   (evaluation only);
 - ``mnv2_ft``: the same, fine-tuned (blocks 0-13 of 19 frozen);
@@ -42,7 +45,9 @@ __all__ = ["ARMS", "add_arguments", "run", "run_reproduction", "summarize"]
 # arm -> (label, model name, model kwargs, trained)
 ARMS: dict[str, tuple[str, str, dict[str, Any], bool]] = {
     "mstat": ("MSTAT (tiny)", "mstat_tiny", {}, True),
+    "mstat_mnv2": ("MSTAT, MobileNetV2 stem", "mstat_tiny", {"stem": "mobilenet_v2"}, True),
     "vit_avg": ("ViT frame average", "vit_frame_avg_tiny", {}, True),
+    "vit_avg_mnv2": ("ViT frame average, MobileNetV2 stem", "vit_frame_avg_tiny", {"stem": "mobilenet_v2"}, True),
     "mnv2_imagenet": ("MobileNetV2 ImageNet, untrained", "reid_mobilenet_v2", {}, False),
     "mnv2_ft": ("MobileNetV2 fine-tuned", "reid_mobilenet_v2", {}, True),
     "no_aap": ("MSTAT w/o AAP", "mstat_tiny", {"use_aap": False}, True),
