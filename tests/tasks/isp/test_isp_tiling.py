@@ -125,15 +125,29 @@ def test_bayer_ensemble_transpose_is_the_mosaic_transpose() -> None:
         self_ensemble(net, x, mode="x8")
 
 
-def test_rss_peak_and_latency() -> None:
-    def fn() -> float:
-        big = torch.ones(8_000_000)  # 32 MB, touched
-        return float(big.sum())
+_RSS_SCRIPT = """
+import torch
+from pickwise.tasks.isp.tiling import peak_rss_increase
+def fn():
+    big = torch.ones(8_000_000)  # 32 MB, touched
+    return float(big.sum())
+value, peak = peak_rss_increase(fn)
+print(value, peak)
+"""
 
-    value, peak = peak_rss_increase(fn)
-    assert value == 8_000_000
-    if peak is not None:  # Linux
-        assert peak > 20_000_000
+
+def test_rss_peak_and_latency() -> None:
+    import subprocess
+    import sys
+
+    # a fresh process: in a long one (the test suite) the allocator may serve the 32 MB from memory it already holds,
+    # and a resident-memory sampler rightly sees no increase (the documented lower-bound behaviour)
+    out = subprocess.run([sys.executable, "-c", _RSS_SCRIPT], capture_output=True, text=True, check=True).stdout
+    value, peak = out.split()
+    assert float(value) == 8_000_000
+    if peak != "None":  # Linux
+        assert int(peak) > 20_000_000
+    assert peak_rss_increase(lambda: 3)[0] == 3
     stats = measure_inference(_rf_net().float(), (16, 16), repeats=1, warmup=0, tile=12, overlap=4)
     assert stats["latency_ms"] > 0
     assert stats["memory"] == "rss_increase"
