@@ -8,23 +8,12 @@ import torch.nn.functional as F
 from torch import nn
 
 import pickwise.models.isp as isp
+from _helpers.asserts import assert_close as _assert_close
 from pickwise.exceptions import InvalidParameterError, ShapeError, UnknownNameError
 from pickwise.models import create_model
 from pickwise.models.isp_mwisp import haar_dwt, haar_iwt
 
 TINY = ["isp_unet_tiny", "pynet_tiny", "mwisp_tiny", "awnet_tiny"]
-
-
-def _assert_close(a: torch.Tensor, b: torch.Tensor, rtol: float | None = None, atol: float | None = None) -> None:
-    """``|a - b| <= atol + rtol |b|`` elementwise, torch's default tolerances per dtype (cheaper than
-    ``torch.testing.assert_close``, whose first call imports for seconds)."""
-    assert a.shape == b.shape, (a.shape, b.shape)
-    double = torch.float64 in (a.dtype, b.dtype)
-    rtol = (1e-7 if double else 1.3e-6) if rtol is None else rtol
-    atol = (1e-7 if double else 1e-5) if atol is None else atol
-    diff = (a.double() - b.double()).abs()
-    bound = atol + rtol * b.double().abs()
-    assert bool((diff <= bound).all()), f"max abs diff {float(diff.max()):.3g}"
 
 
 def _naive_haar(x: torch.Tensor) -> torch.Tensor:

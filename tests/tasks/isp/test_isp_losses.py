@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from _helpers.asserts import assert_close as _assert_close
 from pickwise.exceptions import CheckpointError, ConfigError, DataNotFoundError
 from pickwise.tasks.isp.losses import (
     VGG19_LAYERS,
@@ -20,18 +21,6 @@ from pickwise.tasks.isp.losses import (
     mse_loss,
     ssim_loss,
 )
-
-
-def _assert_close(a: torch.Tensor, b: torch.Tensor, rtol: float | None = None, atol: float | None = None) -> None:
-    """``|a - b| <= atol + rtol |b|`` elementwise, torch's default tolerances per dtype (cheaper than
-    ``torch.testing.assert_close``, whose first call imports for seconds)."""
-    assert a.shape == b.shape, (a.shape, b.shape)
-    double = torch.float64 in (a.dtype, b.dtype)
-    rtol = (1e-7 if double else 1.3e-6) if rtol is None else rtol
-    atol = (1e-7 if double else 1e-5) if atol is None else atol
-    diff = (a.double() - b.double()).abs()
-    bound = atol + rtol * b.double().abs()
-    assert bool((diff <= bound).all()), f"max abs diff {float(diff.max()):.3g}"
 
 
 def _pair(shape=(2, 3, 24, 20), seed=0, dtype=torch.float32):

@@ -12,22 +12,11 @@ import torch.nn.functional as F
 from torch import nn
 
 import pickwise.models.isp  # noqa: F401  (registers the ISP models)
+from _helpers.asserts import assert_close as _assert_close
 from pickwise.exceptions import ConfigError, RunFolderError
 from pickwise.tasks.isp.config import ISPRunConfig, resolve_config, resolve_isp_config
 from pickwise.tasks.isp.losses import ISPLoss
 from pickwise.tasks.isp.task import ISPTask, _d4, random_cell_crop
-
-
-def _assert_close(a: torch.Tensor, b: torch.Tensor, rtol: float | None = None, atol: float | None = None) -> None:
-    """``|a - b| <= atol + rtol |b|`` elementwise, torch's default tolerances per dtype (cheaper than
-    ``torch.testing.assert_close``, whose first call imports for seconds)."""
-    assert a.shape == b.shape, (a.shape, b.shape)
-    double = torch.float64 in (a.dtype, b.dtype)
-    rtol = (1e-7 if double else 1.3e-6) if rtol is None else rtol
-    atol = (1e-7 if double else 1e-5) if atol is None else atol
-    diff = (a.double() - b.double()).abs()
-    bound = atol + rtol * b.double().abs()
-    assert bool((diff <= bound).all()), f"max abs diff {float(diff.max()):.3g}"
 
 
 def make_fake_zrr(root: Path, n_train: int = 4, n_test: int = 2, size: int = 32, seed: int = 0) -> Path:

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from _helpers.asserts import assert_close as _assert_close
 from pickwise.exceptions import InvalidParameterError, ShapeError
 from pickwise.tasks.isp.tiling import (
     measure_inference,
@@ -15,18 +16,6 @@ from pickwise.tasks.isp.tiling import (
     self_ensemble,
     tiled_forward,
 )
-
-
-def _assert_close(a: torch.Tensor, b: torch.Tensor, rtol: float | None = None, atol: float | None = None) -> None:
-    """``|a - b| <= atol + rtol |b|`` elementwise, torch's default tolerances per dtype (cheaper than
-    ``torch.testing.assert_close``, whose first call imports for seconds)."""
-    assert a.shape == b.shape, (a.shape, b.shape)
-    double = torch.float64 in (a.dtype, b.dtype)
-    rtol = (1e-7 if double else 1.3e-6) if rtol is None else rtol
-    atol = (1e-7 if double else 1e-5) if atol is None else atol
-    diff = (a.double() - b.double()).abs()
-    bound = atol + rtol * b.double().abs()
-    assert bool((diff <= bound).all()), f"max abs diff {float(diff.max()):.3g}"
 
 
 def _rf_net(seed: int = 0) -> nn.Module:
