@@ -45,6 +45,7 @@ __all__ = [
     "optimizer_state_to_parts",
     "prune_checkpoints",
     "save_checkpoint",
+    "save_weights",
 ]
 
 FORMAT_VERSION = 1
@@ -143,6 +144,21 @@ def restore_host_rng(state: dict[str, Any], rng_torch: torch.Tensor | None, *, w
         ) from None
 
 
+def save_weights(module: torch.nn.Module, path: str | os.PathLike[str]) -> Path:
+    """Write ``module``'s state dict to ``path`` as safetensors, atomically (temporary file + ``os.replace``).
+
+    The tensors are detached, moved to the CPU and made contiguous first (safetensors needs all three).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(state, str(tmp))
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+    return path
+
+
 def save_checkpoint(
     directory: str | os.PathLike[str],
     step: int,
@@ -210,7 +226,7 @@ def checkpoint_step(path: str | os.PathLike[str]) -> int:
     """The step number in a ``ckpt-<step>`` folder name."""
     match = _CKPT_RE.match(Path(path).name)
     if match is None:
-        raise CheckpointError(f"checkpoint {path}: not a ckpt-XXXXXXXX folder name")
+        raise CheckpointError(f"checkpoint {path}: not a ckpt-<8-digit step> folder name")
     return int(match.group(1))
 
 
@@ -271,7 +287,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     """
     path = Path(path)
     if not path.is_dir():
-        raise CheckpointError(f"checkpoint {path} not found (expected a ckpt-XXXXXXXX folder written by pickwise)")
+        raise CheckpointError(f"checkpoint {path} not found (expected a ckpt-<step> folder written by pickwise)")
     state_file = path / "state.json"
     try:
         state = json.loads(state_file.read_text(encoding="utf-8"))

@@ -149,8 +149,7 @@ def _one_run(arm: str, seed: int, opts: dict[str, Any], out: Path, dataset: Any)
         metrics, cmc, steps = result.metrics, result.results.get("cmc", []), result.steps
         seconds = result.train_seconds
     else:  # evaluation of the ImageNet initialisation: save it, then evaluate it like a trained run
-        from safetensors.torch import save_file
-
+        from ..engine.checkpoint import save_weights
         from ..tasks.reid.run import _num_cameras
         from ..utils.seed import seed_everything
 
@@ -159,8 +158,7 @@ def _one_run(arm: str, seed: int, opts: dict[str, Any], out: Path, dataset: Any)
         if run_dir.exists():
             shutil.rmtree(run_dir)
         run_dir.mkdir(parents=True)
-        state = {k: v.detach().contiguous() for k, v in net.backbone.state_dict().items()}
-        save_file(state, str(run_dir / "model.safetensors"))
+        save_weights(net.backbone, run_dir / "model.safetensors")
         payload = evaluate_reid(
             cfg, weights=run_dir / "model.safetensors", output_dir=run_dir, dataset=dataset, progress=False
         )

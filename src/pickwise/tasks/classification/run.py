@@ -24,6 +24,7 @@ import torch
 
 from ... import exceptions as _exceptions
 from ..._registry import close_matches_hint
+from ...engine.checkpoint import save_weights
 from ...engine.rundir import RunLock, clear_run_dir, existing_run_artifacts
 from ...engine.trainer import Trainer, TrainResult
 from ...exceptions import CheckpointError, ConfigError, PickwiseUserError, RunFolderError
@@ -478,12 +479,7 @@ def run_classification(
         )
         result = trainer.fit(resume=resume)  # writes run.json and config.yaml, then trains
         if is_main_process():
-            from safetensors.torch import save_file
-
-            state = {k: v.detach().cpu().contiguous() for k, v in trainer.model.state_dict().items()}
-            tmp = run_dir / ".model.safetensors.tmp"
-            save_file(state, str(tmp))
-            os.replace(tmp, run_dir / "model.safetensors")
+            save_weights(trainer.model, run_dir / "model.safetensors")
             payload = {
                 "name": cfg.name,
                 "run_id": trainer.run_id,

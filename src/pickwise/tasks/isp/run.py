@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset, Subset
 
+from ...engine.checkpoint import save_weights
 from ...exceptions import ConfigError, DataNotFoundError
 from ...utils.io import atomic_write_json, atomic_write_text
 from ...utils.seed import seed_everything
@@ -133,15 +134,6 @@ class _PhaseConfig:
         return {**self.cfg.to_dict(), "phase": {"level": self.level, "epochs": self.epochs, "steps": self.steps}}
 
 
-def _save_weights(model: torch.nn.Module, path: Path) -> None:
-    from safetensors.torch import save_file
-
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(state, str(tmp))
-    os.replace(tmp, path)
-
-
 def _load_weights(model: torch.nn.Module, path: Path) -> None:
     from safetensors.torch import load_file
 
@@ -230,7 +222,7 @@ def run_isp(
                 has_ckpt = (phase_dir / "checkpoints").is_dir() and any((phase_dir / "checkpoints").iterdir())
                 result = trainer.fit(resume=True if (resume and has_ckpt) else None)
                 model = trainer.model
-                _save_weights(model, weights)
+                save_weights(model, weights)
                 entry = {
                     "level": level,
                     "epochs": result.epochs,
@@ -245,7 +237,7 @@ def run_isp(
 
         sample = test_set[0]
         stats = isp_model_stats(model, tuple(sample[0].shape[-2:]))
-        _save_weights(model, run_dir / "model.safetensors")
+        save_weights(model, run_dir / "model.safetensors")
         payload = {
             "name": cfg.name,
             "model": cfg.model.name,

@@ -18,7 +18,6 @@ or another test frame policy) and writes ``evaluation.json`` with the same table
 from __future__ import annotations
 
 import dataclasses
-import os
 import platform
 import time
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from ...engine.checkpoint import save_weights
 from ...engine.progress import make_progress
 from ...engine.rundir import RunLock, clear_run_dir
 from ...exceptions import CheckpointError, ConfigError, DataFormatError, DataNotFoundError
@@ -387,13 +387,8 @@ def run_reid(
         result = trainer.fit(resume=resume)
         payload: dict[str, Any] = {}
         if is_main_process():
-            from safetensors.torch import save_file
-
             backbone: torch.nn.Module = net.backbone  # the trainer moved net in place (same module)
-            state = {k: v.detach().cpu().contiguous() for k, v in backbone.state_dict().items()}
-            tmp = run_dir / ".model.safetensors.tmp"
-            save_file(state, str(tmp))
-            os.replace(tmp, run_dir / "model.safetensors")
+            save_weights(backbone, run_dir / "model.safetensors")
             payload = {
                 "name": cfg.name,
                 "run_id": trainer.run_id,
