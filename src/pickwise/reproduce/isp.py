@@ -121,7 +121,9 @@ def _config(model: str, seed: int, opts: dict[str, Any], out: Path) -> Any:
     if model.startswith("pynet"):
         items["levels.levels"] = [5, 4, 3, 2, 1, 0]
         items["levels.steps"] = [max(1, round(steps * s)) for s in PYNET_SHARE]
-    return resolve_config(overrides=[f"{k}={json.dumps(v)}" for k, v in items.items() if v is not None])
+    return resolve_config(
+        overrides=[f"{k}={json.dumps(v, allow_nan=False)}" for k, v in items.items() if v is not None]
+    )
 
 
 def _run_one(model: str, seed: int, opts: dict[str, Any], out: Path) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from pickwise.tasks.adaseg.datasets import class_names, encode_png, load_seg_dom
 
 PIL = pytest.importorskip("PIL.Image")
 
-# Reference tables typed from /work/shared/reference/datasets.md §2 (cityscapesScripts labels.py, RIPU, da-sac)
+# Reference tables typed from the reference notes datasets.md §2 (cityscapesScripts labels.py, RIPU, da-sac)
 CS_TRAIN = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11, 25: 12, 26: 13,
             27: 14, 28: 15, 31: 16, 32: 17, 33: 18}  # fmt: skip
 SYN16 = {3: 0, 4: 1, 2: 2, 21: 3, 5: 4, 7: 5, 15: 6, 9: 7, 6: 8, 1: 9, 10: 10, 17: 11, 8: 12, 19: 13, 12: 14, 11: 15}

@@ -3,7 +3,7 @@
 :func:`load_seg_domain` returns a :class:`SegDomain` whose items are ``(image float[3,H,W] normalized with
 IMAGENET_MEAN/STD, label long[H,W] train ids with 255 = ignore, index int)``.
 
-Layouts (``/work/shared/reference/datasets.md`` §2; the folder is ``root``, a subfolder of it named after the
+Layouts (the reference notes ``datasets.md`` §2; the folder is ``root``, a subfolder of it named after the
 dataset, or ``$PICKWISE_DATA_DIR/<name>``):
 
 =============== ======================================================= ===============================================

@@ -1,6 +1,6 @@
 """Class tables of the DA-segmentation benchmarks: Cityscapes label ids, SYNTHIA ids, the 19/16/13-class protocols.
 
-Sources (``/work/shared/reference/datasets.md`` §2): ``mcordts/cityscapesScripts:cityscapesscripts/helpers/labels.py``
+Sources (the reference notes ``datasets.md`` §2): ``mcordts/cityscapesScripts:cityscapesscripts/helpers/labels.py``
 (label id → train id; :func:`cityscapes_label_to_train_id` uses the installed ``cityscapesscripts`` when present and
 this module's equal table otherwise — equality is tested); ``BIT-DA/RIPU:core/datasets/{cityscapes,synthia}.py``
 (the 16-class protocol); ``visinf/da-sac:tools/id_mappers.py`` (SYNTHIA ids, their 19-class mapping);

@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 
 from ...exceptions import DataFormatError, InvalidParameterError
-from ...utils.io import atomic_write_json
+from ...utils.io import atomic_write_json, json_safe
 
 __all__ = [
     "DEFAULT_PARAMS",
@@ -320,7 +320,7 @@ def make_reid_synth(
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise InvalidParameterError(f"make_reid_synth: seed must be an integer >= 0; got {seed!r}")
     p = _check_params(params)
-    wanted = {"seed": int(seed), "params": json.loads(json.dumps(p))}
+    wanted = {"seed": int(seed), "params": json_safe(p)}  # tuples as lists: the manifest's JSON form
     root = default_reid_synth_root() if root is None else Path(root).expanduser()
     manifest = _read_manifest(root)
     if (
