@@ -19,6 +19,19 @@ def _pair(b=2, c=3, h=40, w=48, seed=0, noise=0.1):
     return pred, target
 
 
+@pytest.fixture(params=["torch", "fused"])
+def ssim_path(request, monkeypatch):
+    """Run a test on the torch path and on the fused numba kernel (skipped where numba is absent)."""
+    import pickwise.metrics.image as image
+
+    if request.param == "torch":
+        monkeypatch.setattr(image, "fused_ssim_available", lambda pred, target: False)
+    else:
+        pytest.importorskip("numba")
+        assert image.fused_ssim_available(torch.zeros(1, 1, 1, 1), torch.zeros(1, 1, 1, 1))
+    return request.param
+
+
 def _naive_psnr(p: np.ndarray, t: np.ndarray, data_range=1.0) -> np.ndarray:
     out = []
     for a, b in zip(p.astype(np.float64), t.astype(np.float64)):
@@ -57,7 +70,7 @@ def test_psnr_quantize_and_y_channel():
     assert got_q.tolist() == pytest.approx([1 / 255, 1.0, 0.0], abs=1e-12)
 
 
-def test_ssim_matches_skimage():
+def test_ssim_matches_skimage(ssim_path):
     metrics = pytest.importorskip("skimage.metrics")
     pred, target = _pair(b=2, h=37, w=52, seed=2)
     got = ssim(pred, target, reduction="none")
@@ -75,7 +88,7 @@ def test_ssim_matches_skimage():
     assert float(ssim(target, target)) == pytest.approx(1.0, abs=1e-6)
 
 
-def test_ssim_matches_pytorch_msssim_and_ms_ssim():
+def test_ssim_matches_pytorch_msssim_and_ms_ssim(ssim_path):
     pm = pytest.importorskip("pytorch_msssim")
     pred, target = _pair(b=2, h=176, w=180, seed=3)
     ref_ssim = pm.ssim(pred, target, data_range=1, size_average=False)
@@ -136,10 +149,10 @@ def test_too_small_for_window():
 def test_cpu_chunking_gives_the_same_values(monkeypatch):
     import pickwise.metrics.image as image
 
+    monkeypatch.setattr(image, "fused_ssim_available", lambda pred, target: False)  # chunking is the torch path's
     pred, target = _pair(b=5, h=170, w=166, seed=7)
     whole_ssim, whole_ms = ssim(pred, target, reduction="none"), ms_ssim(pred, target, reduction="none")
     monkeypatch.setattr(image, "_CPU_CHUNK_ELEMENTS", 2 * 3 * 170 * 166)  # chunks of 2 images (2, 2, 1)
-    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)  # chunking is used on one thread
     torch.testing.assert_close(ssim(pred, target, reduction="none"), whole_ssim, rtol=0, atol=1e-6)
     torch.testing.assert_close(ms_ssim(pred, target, reduction="none"), whole_ms, rtol=0, atol=1e-6)
 
