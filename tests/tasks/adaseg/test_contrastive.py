@@ -197,3 +197,94 @@ def test_batched_units_equal_the_single_unit_functions():
     got = _batched_centre_contrast(cu, pu, cv, pv, 0.2, w)
     want = torch.stack([centre_contrast(cu[i], pu[i], cv[i], pv[i], 0.2, w) for i in range(2)])
     torch.testing.assert_close(got, want)
+
+
+def test_hand_written_backward_matches_autograd_of_the_reference():
+    from pickwise.tasks.adaseg.contrastive import _batched_pixel_nce
+
+    specs = [(7, 5, None), (3, 9, None), (6, 6, "self")]
+    leaves, units = [], []
+    for seed, (n, m, kind) in enumerate(specs):
+        za, ya, zk, yk, w = _data(n=n, m=m, d=4, k=3, seed=20 + seed)
+        za = za.clone().requires_grad_(True)
+        zk = za if kind == "self" else zk.clone().requires_grad_(True)
+        yk = ya if kind == "self" else yk
+        leaves += [za] if kind == "self" else [za, zk]
+        units.append((za, ya, zk, yk, torch.arange(n) if kind == "self" else None))
+    coef = torch.tensor([0.7, -1.3, 2.0], dtype=torch.float64)
+    got = torch.autograd.grad((_batched_pixel_nce(units, 0.2, w) * coef).sum(), leaves)
+    ref_loss = sum(c * pixel_info_nce(u[0], u[1], u[2], u[3], 0.2, w, self_index=u[4]) for c, u in zip(coef, units))
+    want = torch.autograd.grad(ref_loss, leaves)
+    for g, r in zip(got, want):
+        torch.testing.assert_close(g, r)
+    a = F.normalize(torch.randn(2, 4, 3, dtype=torch.float64), dim=2).requires_grad_(True)
+    k = F.normalize(torch.randn(2, 5, 3, dtype=torch.float64), dim=2).requires_grad_(True)
+    ya = torch.tensor([[0, 1, 1, -1], [2, 0, 0, 1]])
+    ky = torch.tensor([[1, 0, 1, 2, -2], [0, 0, 2, -2, -2]])
+    self_row = torch.full((2, 5), -1)
+    from pickwise.tasks.adaseg.contrastive import _pixel_nce_padded
+
+    assert torch.autograd.gradcheck(lambda x, y: _pixel_nce_padded(x, ya, y, ky, self_row, 0.3, w), (a, k))
+
+
+def test_module_loss_equals_per_unit_reference(monkeypatch):
+    import pickwise.tasks.adaseg.contrastive as mcu
+
+    torch.manual_seed(3)
+    k, d = 4, 6
+    cfg = MCUConfig(bank_size=6, anchors_per_class=3, max_keys=7, alpha=0.8)
+    mod = MultiLevelContrastiveLoss(k, d, cfg).double()
+    fs, ft = torch.randn(2, d, 5, 5, dtype=torch.float64), torch.randn(3, d, 5, 5, dtype=torch.float64)
+    ls, lt = torch.randint(0, k, (2, 5, 5)), torch.randint(0, k, (3, 5, 5))
+    lt[2] = 255  # an image without unit labels
+    mod(fs, ls, ft, lt, generator=torch.Generator().manual_seed(0))  # fill the bank and the EMA centres
+    captured = {}
+    original = mcu._sample_units
+
+    def spy(*args, **kwargs):
+        captured["units"] = original(*args, **kwargs)
+        return captured["units"]
+
+    monkeypatch.setattr(mcu, "_sample_units", spy)
+    w = mod.weights().clone()
+    ema = {"tgt": (mod.centres_tgt.clone(), mod.seen_tgt > 0), "src": (mod.centres_src.clone(), mod.seen_src > 0)}
+    loss, parts = mod(fs, ls, ft, lt, generator=torch.Generator().manual_seed(1), update=False)
+    u = captured["units"]
+    per_level = {lv: ([], []) for lv in mcu.LEVELS}
+    for unit in range(u.unit_keys.shape[0]):
+        level, image = mcu.LEVELS[int(u.unit_level[unit])], int(u.unit_image[unit])
+        za, ya = u.za[u.ia == image], u.ya[u.ia == image]
+        keys = u.unit_keys[unit][u.unit_keys[unit] >= 0]
+        kz, ky = u.pool_z[keys], u.pool_y[keys]
+        own = torch.nonzero(u.ia == image).flatten()
+        self_index = torch.tensor([int((own == key).nonzero()) if key in own else -1 for key in keys.tolist()])
+        per_level[level][1].append(pixel_info_nce(za, ya, kz, ky, cfg.tau, w, self_index=self_index))
+        cu, pu = class_centres(za, ya, k)
+        if level == "intra":
+            cv, pv = ema["tgt"]
+        else:
+            cv, pv = class_centres(kz, ky, k)
+            ec, ep = ema["tgt" if level == "cross" else "src"]
+            cv, pv = torch.where(pv[:, None], cv, ec), pv | ep
+        per_level[level][0].append(centre_contrast(cu, pu, cv, pv, cfg.tau, w))
+    assert {int(i) for i in u.unit_image} == {0, 1}  # the unlabelled image has no unit
+    total = 0.0
+    for level, (cc, pp) in per_level.items():
+        cc_mean, pp_mean = torch.stack(cc).mean(), torch.stack(pp).mean()
+        torch.testing.assert_close(parts[f"cc_{level}"], cc_mean)
+        torch.testing.assert_close(parts[f"pp_{level}"], pp_mean)
+        total = total + cfg.lambda_cc * cc_mean + cfg.lambda_pp * pp_mean
+    torch.testing.assert_close(loss, total)
+    # sampling rules: keys per unit capped; intra keys from the own image, cross from others or the bank, domain source
+    na, nb = u.za.shape[0], int(mod.bank_count.sum())
+    for unit in range(u.unit_keys.shape[0]):
+        keys = u.unit_keys[unit][u.unit_keys[unit] >= 0]
+        assert 0 < keys.numel() <= cfg.max_keys
+        level, image = mcu.LEVELS[int(u.unit_level[unit])], int(u.unit_image[unit])
+        if level == "intra":
+            assert (keys < na).all() and (u.ia[keys] == image).all()
+        elif level == "cross":
+            target = keys[keys < na]
+            assert (u.ia[target] != image).all() and (keys < na + nb).all()
+        else:
+            assert (keys >= na + nb).all()

@@ -129,10 +129,8 @@ def downsample_labels(
     """
     if tuple(labels.shape[-2:]) == tuple(size):
         return labels
-    lab = labels.clone()
-    lab[(lab < 0) | (lab >= num_classes)] = num_classes
-    one_hot = F.one_hot(lab, num_classes + 1).permute(0, 3, 1, 2).float()
-    frac = F.adaptive_avg_pool2d(one_hot, size)
+    lab = torch.where((labels < 0) | (labels >= num_classes), torch.full_like(labels, num_classes), labels)
+    frac = _class_fractions(lab, size, num_classes + 1)
     if sparse:
         known = frac[:, :num_classes].sum(1)
         ratio, out = frac[:, :num_classes].max(1)
@@ -141,6 +139,29 @@ def downsample_labels(
     ratio, out = frac.max(1)
     out[(out == num_classes) | (ratio < min_ratio)] = ignore_index
     return out
+
+
+def _at_least_float32(x: torch.Tensor) -> torch.Tensor:
+    """Half-precision features (autocast) in float32 for the loss; float32 and float64 as they are."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
+def _class_fractions(lab: torch.Tensor, size: tuple[int, int], n: int) -> torch.Tensor:
+    """Fraction of each of ``n`` labels in every cell of the ``size`` grid, ``float[B,n,h,w]`` (adaptive pooling).
+
+    Where the grid divides the image evenly the cells are counted with one ``bincount`` (no one-hot image).
+    """
+    b, height, width = lab.shape
+    h, w = int(size[0]), int(size[1])
+    if height % h or width % w:
+        return F.adaptive_avg_pool2d(F.one_hot(lab, n).permute(0, 3, 1, 2).float(), size)
+    rows = torch.arange(height, device=lab.device) // (height // h)
+    cols = torch.arange(width, device=lab.device) // (width // w)
+    cell = rows[:, None] * w + cols[None, :]  # [H,W]
+    image = torch.arange(b, device=lab.device)[:, None, None]
+    index = (image * n + lab) * (h * w) + cell
+    counts = torch.bincount(index.reshape(-1), minlength=b * n * h * w)
+    return counts.view(b, n, h, w).float() / float((height // h) * (width // w))
 
 
 def class_centres(z: torch.Tensor, y: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -262,7 +283,7 @@ def _batched_pixel_nce(
     tau: float,
     weights: torch.Tensor | None,
 ) -> torch.Tensor:
-    """:func:`pixel_info_nce` of several units of L2-normalised embeddings at once (padded, one ``bmm``).
+    """:func:`pixel_info_nce` of several units ``(anchors, anchor_y, keys, key_y, self_index)`` at once (padded).
 
     Returns ``float[U]``: 0 for a unit with no anchor that has a positive (as the single-unit function).
     """
@@ -272,34 +293,155 @@ def _batched_pixel_nce(
     ya = pad_sequence([u[1] for u in units], batch_first=True, padding_value=-1)
     kz = pad_sequence([u[2] for u in units], batch_first=True)
     ky = pad_sequence([u[3] for u in units], batch_first=True, padding_value=-2)
-    n = a.shape[1]
-    default = torch.full((0,), -1, dtype=torch.long, device=a.device)
-    si = pad_sequence(
-        [u[4] if u[4] is not None else default.new_full((u[3].numel(),), -1) for u in units],
+    none = torch.full((0,), -1, dtype=torch.long, device=a.device)
+    self_row = pad_sequence(
+        [u[4] if u[4] is not None else none.new_full((u[3].numel(),), -1) for u in units],
         batch_first=True,
         padding_value=-1,
     )
+    return _pixel_nce_padded(a, ya, kz, ky, self_row, tau, weights)
+
+
+def _pixel_nce_padded(
+    a: torch.Tensor,
+    ya: torch.Tensor,
+    kz: torch.Tensor,
+    ky: torch.Tensor,
+    self_row: torch.Tensor,
+    tau: float,
+    weights: torch.Tensor | None,
+    key_onehot_t: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """:func:`pixel_info_nce` of ``U`` padded units in one ``bmm``.
+
+    Args:
+        a: Anchors ``float[U,n,D]``; ``ya long[U,n]`` their labels (-1: padding).
+        ya: See ``a``.
+        kz: Keys ``float[U,m,D]``; ``ky long[U,m]`` their labels (-2: padding).
+        ky: See ``kz``.
+        self_row: ``long[U,m]``: key ``j`` of unit ``u`` is that unit's anchor ``self_row[u, j]`` (the pair is not a
+            positive); -1 for keys that are no anchor of the unit.
+        tau: Temperature.
+        weights: ``float[K,K]`` negative weights or None.
+        key_onehot_t: The keys' classes one-hot, ``float[U,K,m]`` (zero columns for padding), if already built.
+
+    Returns:
+        ``float[U]``: 0 for a unit with no anchor that has a positive.
+    """
+    if 1.0 / tau > 30.0:  # exp(sim) could overflow: the log-sum-exp form over all pairs
+        pos = ya[:, :, None] == ky[:, None, :]  # padding (-1 vs -2) never matches
+        is_self = self_row >= 0
+        unit, key = is_self.nonzero(as_tuple=True)
+        pos[unit, self_row[unit, key], key] = False  # an anchor is not its own positive
+        return _pixel_nce_padded_lse(a, ya, kz, ky, pos, tau, weights)
+    k = int(weights.shape[0]) if weights is not None else int(max(int(ya.max()), int(ky.max()), 0)) + 1
+    w0 = weights.to(a.dtype) if weights is not None else torch.ones(k, k, dtype=a.dtype, device=a.device)
+    w0 = w0 * (1 - torch.eye(k, dtype=a.dtype, device=a.device))  # same-class keys are never negatives
+    if key_onehot_t is None:
+        key_onehot_t = (F.one_hot(ky.clamp_min(0), k).to(a.dtype) * (ky >= 0)[:, :, None]).transpose(1, 2)
+    flat, anchor, pair_weight = _positive_pairs(ya, ky, self_row, a.dtype)
+    return _PixelNCE.apply(a, kz, ya, key_onehot_t, flat, anchor, pair_weight, w0.detach(), float(tau))
+
+
+def _positive_pairs(
+    ya: torch.Tensor, ky: torch.Tensor, self_row: torch.Tensor, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The (anchor, key) pairs with equal labels: flat indices into ``[U,n,m]`` and ``[U*n]``, and pair weights.
+
+    The weight is 0 for an anchor paired with itself (not its own positive) and 1 otherwise.
+
+    Built from each unit's keys sorted by label (a ``searchsorted`` range per anchor), without the ``U x n x m``
+    comparison mask: positives are a small fraction of the pairs.
+    """
+    n_units, n = ya.shape
+    m = ky.shape[1]
+    ky_sorted, order = torch.sort(ky, dim=1, stable=True)
+    lo = torch.searchsorted(ky_sorted, ya, right=False)
+    count = (torch.searchsorted(ky_sorted, ya, right=True) - lo).view(-1)  # padding: -1 is never a key label
+    slots = torch.arange(n_units * n, device=ya.device)
+    anchor = torch.repeat_interleave(slots, count)
+    # per anchor slot: the offset of its first positive in the sorted keys (minus its first pair's index), the start
+    # of its unit's keys, and its row in the unit; gathered per pair (no integer division over the pairs)
+    unit_base = torch.div(slots, n, rounding_mode="floor") * m
+    shift = lo.view(-1) - (torch.cumsum(count, 0) - count) + unit_base
+    sorted_at = shift.index_select(0, anchor) + torch.arange(anchor.numel(), device=ya.device)
+    key = order.view(-1).index_select(0, sorted_at)  # column of the key in its unit
+    is_self = self_row.view(-1).index_select(0, unit_base.index_select(0, anchor) + key) == slots.remainder(
+        n
+    ).index_select(0, anchor)
+    return anchor * m + key, anchor, (~is_self).to(dtype)
+
+
+class _PixelNCE(torch.autograd.Function):
+    """Padded pixel-to-pixel InfoNCE (fast path, ``1/tau <= 30``) with a hand-written backward.
+
+    Forward: ``N_i = sum_c w0[y_i, c] sum_{n: y_n = c} exp(s_in)`` (one bmm against the keys' one-hot classes) and
+    ``log(exp(s_ip) + N_i) - s_ip`` on the positive pairs only (a small fraction of all pairs). Backward, with
+    ``alpha_i`` the weight of anchor ``i`` in the mean and ``d_ip = exp(s_ip) + N_i``::
+
+        dL/ds_ip = alpha_i (exp(s_ip) / d_ip - 1)                          (positives)
+        dL/ds_in = beta_i w0[y_i, y_n] exp(s_in),  beta_i = alpha_i sum_p 1 / d_ip   (negatives)
+
+    which costs one small bmm, one product and the two gradient bmms, instead of autograd's chain of dense gathers
+    and fills (the MCU training step's largest cost). Tests compare it with autograd through the reference forms.
+    """
+
+    @staticmethod
+    def forward(ctx, a, kz, ya, key_onehot_t, flat, anchor, pair_weight, w0, tau):  # type: ignore[override]
+        n_units, n = ya.shape
+        e = torch.bmm(a * (1.0 / tau), kz.transpose(1, 2))  # [U,n,m] similarities s, then exp(s) in place
+        s_p = e.view(-1).index_select(0, flat)
+        e.exp_()
+        w_rows = w0[ya.clamp_min(0)]  # [U,n,K]
+        # [U,K,n] = (e @ onehot)^T: this orientation runs 4x faster than a bmm with K (~11) output columns
+        neg_sum = (torch.bmm(key_onehot_t, e.transpose(1, 2)) * w_rows.transpose(1, 2)).sum(1)  # [U,n]
+        e_p = s_p.exp()
+        d_p = e_p + neg_sum.view(-1).index_select(0, anchor)
+        per_pair = (torch.log(d_p) - s_p).mul_(pair_weight)
+        npos = torch.bincount(anchor, weights=pair_weight, minlength=n_units * n).to(a.dtype)
+        per_anchor = a.new_zeros(n_units * n).index_add_(0, anchor, per_pair) / npos.clamp_min(1)
+        has = (npos > 0).view(n_units, n)
+        n_has = has.sum(1).clamp_min(1)
+        per_unit = (per_anchor.view(n_units, n) * has).sum(1) / n_has
+        ctx.save_for_backward(a, kz, e, key_onehot_t, w_rows, flat, anchor, pair_weight, e_p, d_p, npos, has, n_has)
+        ctx.tau = tau
+        return per_unit
+
+    @staticmethod
+    def backward(ctx, grad_unit):  # type: ignore[override]
+        a, kz, e, key_onehot_t, w_rows, flat, anchor, pair_weight, e_p, d_p, npos, has, n_has = ctx.saved_tensors
+        n_units, n = e.shape[:2]
+        alpha = ((grad_unit / n_has)[:, None] * has).reshape(-1) / npos.clamp_min(1)  # [U*n]
+        alpha_p = alpha.index_select(0, anchor).mul_(pair_weight)
+        beta = torch.zeros_like(alpha).index_add_(0, anchor, alpha_p / d_p).view(n_units, n, 1)
+        grad_sim = torch.bmm(beta * w_rows, key_onehot_t).mul_(e)  # negatives
+        grad_sim.view(-1).index_add_(0, flat, alpha_p * (e_p / d_p - 1))  # positives
+        scale = 1.0 / ctx.tau  # ds/da = k / tau, ds/dk = a / tau
+        grad_a = torch.bmm(grad_sim, kz).mul_(scale) if ctx.needs_input_grad[0] else None
+        grad_kz = None
+        if ctx.needs_input_grad[1]:
+            grad_kz = torch.bmm(a.transpose(1, 2), grad_sim).transpose(1, 2).mul_(scale)
+        return grad_a, grad_kz, None, None, None, None, None, None, None
+
+
+def _pixel_nce_padded_lse(
+    a: torch.Tensor,
+    ya: torch.Tensor,
+    kz: torch.Tensor,
+    ky: torch.Tensor,
+    pos: torch.Tensor,
+    tau: float,
+    weights: torch.Tensor | None,
+) -> torch.Tensor:
+    """:func:`_pixel_nce_padded` for temperatures below 1/30, where ``exp(z.z / tau)`` may overflow float32."""
     sim = torch.bmm(a, kz.transpose(1, 2)) / tau
-    va, vk = ya >= 0, ky >= 0
-    valid_pair = va[:, :, None] & vk[:, None, :]
-    same = ya[:, :, None] == ky[:, None, :]
-    arange = torch.arange(n, device=a.device)
-    pos = same & valid_pair & (si[:, None, :] != arange[None, :, None])
-    neg = ~same & valid_pair
-    if 1.0 / tau <= 30.0:  # |z.z| <= 1, so exp(sim) cannot overflow: one exp, no logsumexp (the fast path)
-        e = torch.exp(sim)
-        neg_e = torch.where(neg, e, torch.zeros_like(e))
-        if weights is not None:
-            neg_e = neg_e * weights.to(sim.dtype)[ya.clamp_min(0)[:, :, None], ky.clamp_min(0)[:, None, :]]
-        per_pair = torch.log(e + neg_e.sum(2, keepdim=True)) - sim  # = softplus(log(neg sum) - sim)
-    else:
-        logits_neg = sim
-        if weights is not None:
-            log_w = torch.log(weights.clamp_min(1e-12)).to(sim.dtype)
-            logits_neg = sim + log_w[ya.clamp_min(0)[:, :, None], ky.clamp_min(0)[:, None, :]]
-        neg_lse = torch.logsumexp(logits_neg.masked_fill(~neg, float("-inf")), dim=2, keepdim=True)
-        per_pair = F.softplus(neg_lse - sim)
-    per_pair = torch.where(pos, per_pair, torch.zeros_like(sim))
+    neg = (ya[:, :, None] != ky[:, None, :]) & (ya >= 0)[:, :, None] & (ky >= 0)[:, None, :]
+    logits_neg = sim
+    if weights is not None:
+        log_w = torch.log(weights.clamp_min(1e-12)).to(sim.dtype)
+        logits_neg = sim + log_w[ya.clamp_min(0)[:, :, None], ky.clamp_min(0)[:, None, :]]
+    neg_lse = torch.logsumexp(logits_neg.masked_fill(~neg, float("-inf")), dim=2, keepdim=True)
+    per_pair = torch.where(pos, F.softplus(neg_lse - sim), torch.zeros_like(sim))
     npos = pos.sum(2)
     has = npos > 0
     per_anchor = per_pair.sum(2) / npos.clamp_min(1)
@@ -324,6 +466,106 @@ def _batched_centre_contrast(
     per_class = torch.logsumexp(logits, dim=2) - torch.diagonal(sim, dim1=1, dim2=2)
     per_class = torch.where(both, per_class, torch.zeros_like(per_class))
     return per_class.sum(1) / both.sum(1).clamp_min(1) + (cu.sum() + cv.sum()) * 0.0
+
+
+@dataclass
+class _Units:
+    """The sampled contrastive units of one batch, as index tables (what :func:`_sample_units` returns).
+
+    Target anchors are sorted by image. The key pool is ``[target anchors, memory bank, source anchors]``; a unit is
+    one (level, target image) pair with its anchors (the image's anchors) and its keys (indices into the pool).
+    """
+
+    za: torch.Tensor  # float[Na,D] target anchors (normalised; carry the graph)
+    ya: torch.Tensor  # long[Na]
+    ia: torch.Tensor  # long[Na] image of each anchor
+    anchor_table: torch.Tensor  # long[Bt,n] anchor indices of each image, -1 padding
+    anchor_row: torch.Tensor  # long[Na] position of each anchor in its image's row of anchor_table
+    pool_z: torch.Tensor  # float[M,D]
+    pool_y: torch.Tensor  # long[M]
+    unit_image: torch.Tensor  # long[U]
+    unit_level: torch.Tensor  # long[U] index into LEVELS
+    unit_keys: torch.Tensor  # long[U,m] pool indices, -1 padding
+
+
+def _sample_units(
+    zt: torch.Tensor,
+    yt: torch.Tensor,
+    num_images: int,
+    zs_c: torch.Tensor,
+    ys_c: torch.Tensor,
+    bank_z: torch.Tensor,
+    bank_y: torch.Tensor,
+    num_classes: int,
+    config: MCUConfig,
+    generator: torch.Generator | None,
+) -> _Units:
+    """Sample every unit of a batch at once (no loop over images or units).
+
+    Args:
+        zt: Normalised target pixel embeddings ``float[Bt*h*w, D]`` (image-major).
+        yt: Their unit labels ``long[Bt*h*w]`` (outside ``[0, K)``: not in any unit).
+        num_images: ``Bt``.
+        zs_c: Capped source anchors ``float[Ns,D]``; ``ys_c`` their labels.
+        ys_c: See ``zs_c``.
+        bank_z: Memory-bank embeddings ``float[Mb,D]``; ``bank_y`` their classes.
+        bank_y: See ``bank_z``.
+        num_classes: ``K``.
+        config: Caps and levels.
+        generator: Random source.
+
+    Anchors: at most ``anchors_per_class`` random pixels per (image, class). Keys of a unit, at most ``max_keys``
+    drawn at random from its eligible pool: *intra* the image's own anchors (an anchor is not its own positive),
+    *cross* the other images' anchors and the bank, *domain* the source anchors. Units without anchors or without
+    eligible keys are dropped.
+    """
+    k, device = num_classes, zt.device
+    per_image = yt.numel() // max(num_images, 1)
+    image = torch.arange(num_images, device=device).repeat_interleave(per_image)
+    ok = (yt >= 0) & (yt < k)
+    group = (image * k + yt)[ok]  # one cap group per (image, class)
+    sel = ok.nonzero().flatten()[cap_per_class(group, config.anchors_per_class, generator)]
+    za, ya, ia = zt.index_select(0, sel), yt[sel], image[sel]  # sorted by (image, class)
+    counts = torch.bincount(ia, minlength=num_images)
+    width = int(counts.max()) if ia.numel() else 0
+    starts = torch.cumsum(counts, 0) - counts
+    anchor_table = torch.full((num_images, width), -1, dtype=torch.long, device=device)
+    anchor_row = torch.arange(ia.numel(), device=device) - starts[ia]
+    anchor_table[ia, anchor_row] = torch.arange(ia.numel(), device=device)
+
+    na, nb = za.shape[0], bank_z.shape[0]
+    pool_z = torch.cat([za, bank_z.to(za.dtype), zs_c.to(za.dtype)])
+    pool_y = torch.cat([ya, bank_y, ys_c])
+    kind = torch.cat(
+        [
+            torch.zeros(na, dtype=torch.long, device=device),
+            torch.ones(nb, dtype=torch.long, device=device),
+            torch.full((ys_c.numel(),), 2, dtype=torch.long, device=device),
+        ]
+    )
+    pool_image = torch.cat([ia, torch.full((pool_y.numel() - na,), -1, dtype=torch.long, device=device)])
+    levels = torch.tensor([LEVELS.index(lv) for lv in config.levels], dtype=torch.long, device=device)
+    images_with_anchors = (counts > 0).nonzero().flatten()
+    unit_level = levels.repeat_interleave(images_with_anchors.numel())
+    unit_image = images_with_anchors.repeat(levels.numel())
+    same_image = pool_image[None, :] == unit_image[:, None]
+    lv = unit_level[:, None]
+    eligible = (
+        ((lv == 0) & (kind[None, :] == 0) & same_image)
+        | ((lv == 1) & (((kind[None, :] == 0) & ~same_image) | (kind[None, :] == 1)))
+        | ((lv == 2) & (kind[None, :] == 2))
+    )
+    n_eligible = eligible.sum(1)
+    keep = n_eligible > 0
+    unit_level, unit_image, eligible = unit_level[keep], unit_image[keep], eligible[keep]
+    m = min(config.max_keys, int(n_eligible.max())) if bool(keep.any()) else 0
+    if m:
+        score = torch.rand(eligible.shape, generator=generator).to(device)
+        idx = torch.topk(torch.where(eligible, score, torch.full_like(score, -1.0)), m, dim=1).indices
+        unit_keys = torch.where(eligible.gather(1, idx), idx, torch.full_like(idx, -1))
+    else:
+        unit_keys = torch.zeros((unit_level.numel(), 0), dtype=torch.long, device=device)
+    return _Units(za, ya, ia, anchor_table, anchor_row, pool_z, pool_y, unit_image, unit_level, unit_keys)
 
 
 # ---------------------------------------------------------------------------------------------------- the module
@@ -380,7 +622,7 @@ class MultiLevelContrastiveLoss(nn.Module):
     def _update_centres(self, which: str, z: torch.Tensor, y: torch.Tensor) -> None:
         centres: torch.Tensor = getattr(self, f"centres_{which}")
         seen: torch.Tensor = getattr(self, f"seen_{which}")
-        batch, present = class_centres(z.float(), y, self.num_classes)
+        batch, present = class_centres(z.to(centres.dtype), y, self.num_classes)
         m = torch.where(seen > 0, torch.full_like(seen, self.config.momentum), torch.zeros_like(seen))[:, None]
         new = F.normalize(m * centres + (1 - m) * batch, dim=1)
         centres.copy_(torch.where(present[:, None], new, centres))
@@ -389,7 +631,7 @@ class MultiLevelContrastiveLoss(nn.Module):
     @torch.no_grad()
     def _update_confusion(self, probs: torch.Tensor, y: torch.Tensor) -> None:
         k = self.num_classes
-        sums = probs.new_zeros(k, k).index_add(0, y, probs.float())
+        sums = self.confusion.new_zeros(k, k).index_add(0, y, probs.to(self.confusion.dtype))
         counts = torch.bincount(y, minlength=k).to(probs.dtype)
         present = counts > 0
         mean = sums / counts.clamp_min(1)[:, None]
@@ -398,15 +640,17 @@ class MultiLevelContrastiveLoss(nn.Module):
 
     @torch.no_grad()
     def _enqueue(self, z: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None) -> None:
+        """Write at most ``bank_size`` random items of each class into its ring buffer (vectorized)."""
         cap = self.config.bank_size
-        for k in torch.unique(y).tolist():  # a loop over classes, not pixels
-            zk = z[y == k]
-            zk = zk[_subsample(zk.shape[0], cap, generator, z.device)]
-            n = zk.shape[0]
-            slots = (self.bank_ptr[k] + torch.arange(n, device=z.device)) % cap
-            self.bank[k, slots] = zk.float()
-            self.bank_ptr[k] = (self.bank_ptr[k] + n) % cap
-            self.bank_count[k] = torch.clamp(self.bank_count[k] + n, max=cap)
+        idx = cap_per_class(y, cap, generator)  # sorted by class
+        if idx.numel() == 0:
+            return
+        yk, zk = y[idx], z[idx]
+        rank = torch.arange(yk.numel(), device=y.device) - torch.searchsorted(yk, yk)
+        self.bank[yk, (self.bank_ptr[yk] + rank) % cap] = zk.to(self.bank.dtype)
+        added = torch.bincount(yk, minlength=self.num_classes)
+        self.bank_ptr.copy_((self.bank_ptr + added) % cap)
+        self.bank_count.copy_(torch.clamp(self.bank_count + added, max=cap))
 
     def bank_items(self) -> tuple[torch.Tensor, torch.Tensor]:
         """All filled memory-bank slots ``(z float[M,D], y long[M])``."""
@@ -415,6 +659,37 @@ class MultiLevelContrastiveLoss(nn.Module):
         return self.bank[filled], ys[filled]
 
     # -------------------------------------------------------------- loss
+    def _centre_terms(
+        self, units: _Units, kz: torch.Tensor, key_onehot_t: torch.Tensor, tau: float, w: torch.Tensor | None
+    ) -> torch.Tensor:
+        """``L_cc`` of every unit (``float[U]``): the image's class centres against the unit's key side.
+
+        Key side: *intra* the EMA target centres (the image against the history of its domain); *cross* and
+        *domain* the centres of the unit's keys ``kz`` (``float[U,m,D]``, classes one-hot in ``key_onehot_t``
+        ``[U,K,m]``), where a class is missing there the EMA centres of the key domain (target for cross, source for
+        domain) when ``ema_fallback`` is on.
+        """
+        k, cfg, dtype = self.num_classes, self.config, kz.dtype
+        nb, d = units.anchor_table.shape[0], units.za.shape[1]
+        sums = units.za.new_zeros(nb * k, d).index_add(0, units.ia * k + units.ya, units.za)
+        img_present = torch.bincount(units.ia * k + units.ya, minlength=nb * k).view(nb, k) > 0
+        img_centres = F.normalize(sums.view(nb, k, d), dim=2) * img_present[:, :, None]
+        cu, pu = img_centres[units.unit_image], img_present[units.unit_image]
+        cv = F.normalize(torch.bmm(key_onehot_t, kz), dim=2)  # [U,K,D]: class sums of each unit's keys
+        pv = key_onehot_t.sum(2) > 0
+        ema_t, seen_t = self.centres_tgt.detach().clone().to(dtype), self.seen_tgt > 0
+        ema_s, seen_s = self.centres_src.detach().clone().to(dtype), self.seen_src > 0
+        is_cross = (units.unit_level == 1)[:, None]
+        if cfg.ema_fallback:
+            ec = torch.where(is_cross[:, :, None], ema_t[None], ema_s[None])
+            ep = torch.where(is_cross, seen_t[None], seen_s[None])
+            cv = torch.where(pv[:, :, None], cv, ec)
+            pv = pv | ep
+        is_intra = (units.unit_level == 0)[:, None]
+        cv = torch.where(is_intra[:, :, None], ema_t[None], cv)
+        pv = torch.where(is_intra, seen_t[None], pv)
+        return _batched_centre_contrast(cu, pu, cv.to(cu.dtype), pv, tau, w)
+
     def forward(
         self,
         feats_src: torch.Tensor,
@@ -440,89 +715,65 @@ class MultiLevelContrastiveLoss(nn.Module):
             ``(loss, parts)`` with ``parts`` holding each level's detached ``cc`` and ``pp`` terms.
         """
         cfg, k = self.config, self.num_classes
-        zs = F.normalize(feats_src.permute(0, 2, 3, 1).reshape(-1, feats_src.shape[1]).float(), dim=1)
+        zs = F.normalize(_at_least_float32(feats_src.permute(0, 2, 3, 1).reshape(-1, feats_src.shape[1])), dim=1)
         ys = labels_src.reshape(-1)
-        zt_all = F.normalize(feats_tgt.permute(0, 2, 3, 1).float(), dim=-1)  # [Bt,h,w,D]
         keep_s = (ys >= 0) & (ys < k)
-        zs, ys = zs[keep_s], ys[keep_s]
+        keep_idx = keep_s.nonzero().squeeze(1)
+        zs, ys = zs.index_select(0, keep_idx), ys[keep_idx]
         si = cap_per_class(ys, cfg.anchors_per_class, generator)
-        zs_c, ys_c = zs[si], ys[si]
-        weights = self.weights().detach().clone().to(zs.dtype)
-        w = weights if cfg.alpha > 0 and cfg.correlation != "none" else None
-        per_img: list[tuple[torch.Tensor, torch.Tensor]] = []
-        for b in range(feats_tgt.shape[0]):
-            yb = labels_tgt[b].reshape(-1)
-            zb = zt_all[b].reshape(-1, zt_all.shape[-1])
-            ok = (yb >= 0) & (yb < k)
-            zb, yb = zb[ok], yb[ok]
-            idx = cap_per_class(yb, cfg.anchors_per_class, generator)
-            per_img.append((zb[idx], yb[idx]))
+        zs_c, ys_c = zs.index_select(0, si), ys[si]
+        w = None
+        if cfg.alpha > 0 and cfg.correlation != "none":
+            w = self.weights().detach().clone().to(zs.dtype)
+        zt = F.normalize(_at_least_float32(feats_tgt.permute(0, 2, 3, 1).reshape(-1, feats_tgt.shape[1])), dim=1)
+        # clones: the buffers are updated in place after the loss, while the graph still needs these values
+        bank_z, bank_y = (t.clone() for t in self.bank_items())
+        units = _sample_units(
+            zt, labels_tgt.reshape(-1), feats_tgt.shape[0], zs_c, ys_c, bank_z, bank_y, k, cfg, generator
+        )
         zero = (feats_src.sum() + feats_tgt.sum()) * 0.0
+        n_units = units.unit_level.numel()
+        pp_vals = cc_vals = None
+        if n_units and (cfg.lambda_pp > 0 or cfg.lambda_cc > 0):
+            keys = units.unit_keys  # [U,m]
+            key_ok = keys >= 0
+            key_y = torch.where(key_ok, units.pool_y[keys.clamp_min(0)], torch.full_like(keys, -2))
+            kz = units.pool_z.index_select(0, keys.clamp_min(0).view(-1)).view(*keys.shape, -1)  # [U,m,D]
+            key_onehot_t = (F.one_hot(key_y.clamp_min(0), k).to(kz.dtype) * key_ok[:, :, None]).transpose(1, 2)
+            if cfg.lambda_pp > 0:
+                rows = units.anchor_table[units.unit_image]  # [U,n]
+                # a key that is a target anchor of the unit's own image (intra units) is that anchor itself
+                anchor_key = keys.clamp(0, max(units.za.shape[0] - 1, 0))
+                own = key_ok & (keys < units.za.shape[0]) & (units.ia[anchor_key] == units.unit_image[:, None])
+                self_row = torch.where(own, units.anchor_row[anchor_key], torch.full_like(keys, -1))
+                pp_vals = _pixel_nce_padded(
+                    units.za.index_select(0, rows.clamp_min(0).view(-1)).view(*rows.shape, -1),
+                    torch.where(rows >= 0, units.ya[rows.clamp_min(0)], torch.full_like(rows, -1)),
+                    kz,
+                    key_y,
+                    self_row,
+                    cfg.tau,
+                    w,
+                    key_onehot_t=key_onehot_t,
+                )
+            if cfg.lambda_cc > 0:
+                cc_vals = self._centre_terms(units, kz, key_onehot_t, cfg.tau, w)
         parts: dict[str, torch.Tensor] = {}
         total = zero
-        bank_z, bank_y = (t.clone() for t in self.bank_items())
-        # clones: the buffers are updated in place after the loss, while the graph still needs these values
-        ema_t = (self.centres_tgt.detach().clone(), self.seen_tgt > 0)
-        ema_s = (self.centres_src.detach().clone(), self.seen_src > 0)
-        # every (level, image) unit is gathered first (same sampling order as a per-unit loop), then all
-        # pixel-to-pixel and centre-to-centre terms are computed in two batched calls
-        pp_units: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]] = []
-        cc_units: list[tuple[int, torch.Tensor, torch.Tensor, str]] = []  # (image, key z, key y, level)
-        unit_level: list[str] = []
-        for level in cfg.levels:
-            for b, (za, ya) in enumerate(per_img):
-                if za.shape[0] == 0:
-                    continue
-                if level == "intra":
-                    kz, ky = za, ya
-                elif level == "cross":
-                    others = [p for j, p in enumerate(per_img) if j != b]
-                    kz = torch.cat([p[0] for p in others] + [bank_z.to(za.dtype)])
-                    ky = torch.cat([p[1] for p in others] + [bank_y])
-                else:
-                    kz, ky = zs_c, ys_c
-                if ky.numel() == 0:
-                    continue
-                self_index = torch.arange(ky.numel(), device=za.device) if level == "intra" else None
-                if ky.numel() > cfg.max_keys:  # capped keys at every level (intra: a subset of the anchors)
-                    sel = _subsample(ky.numel(), cfg.max_keys, generator, za.device)
-                    kz, ky = kz[sel], ky[sel]
-                    self_index = sel if level == "intra" else None
-                unit_level.append(level)
-                pp_units.append((za, ya, kz, ky, self_index))
-                cc_units.append((b, kz, ky, level))
-        pp_vals = _batched_pixel_nce(pp_units, cfg.tau, w) if pp_units and cfg.lambda_pp > 0 else None
-        cc_vals = None
-        if cc_units and cfg.lambda_cc > 0:
-            img = [class_centres(za, ya, k) for za, ya in per_img]  # the same at every level
-            cu = torch.stack([img[b][0] for b, _, _, _ in cc_units])
-            pu = torch.stack([img[b][1] for b, _, _, _ in cc_units])
-            cvs, pvs = [], []
-            for _, kz, ky, level in cc_units:
-                if level == "intra":  # the image's centres against the history of its domain
-                    cv, pv = ema_t
-                else:
-                    cv, pv = class_centres(kz, ky, k)
-                    if cfg.ema_fallback:
-                        ec, ep = ema_t if level == "cross" else ema_s
-                        cv = torch.where(pv[:, None], cv, ec.to(cv.dtype))
-                        pv = pv | ep
-                cvs.append(cv.to(cu.dtype))
-                pvs.append(pv)
-            cc_vals = _batched_centre_contrast(cu, pu, torch.stack(cvs), torch.stack(pvs), cfg.tau, w)
-        for level in cfg.levels:
-            of_level = [i for i, lv in enumerate(unit_level) if lv == level]
-            cc = cc_vals[of_level].mean() if cc_vals is not None and of_level else zero
-            pp = pp_vals[of_level].mean() if pp_vals is not None and of_level else zero
-            parts[f"cc_{level}"], parts[f"pp_{level}"] = cc.detach(), pp.detach()
-            total = total + cfg.lambda_cc * cc + cfg.lambda_pp * pp
+        # mean of each level's units (a level without units contributes an exact zero), in two small matmuls
+        levels = torch.tensor([LEVELS.index(lv) for lv in cfg.levels], device=zs.device)
+        member = (units.unit_level[None, :] == levels[:, None]).to(zs.dtype)  # [L,U]
+        member = member / member.sum(1, keepdim=True).clamp_min(1)
+        cc_level = member @ cc_vals if cc_vals is not None else zero.expand(len(cfg.levels))
+        pp_level = member @ pp_vals if pp_vals is not None else zero.expand(len(cfg.levels))
+        total = total + (cfg.lambda_cc * cc_level + cfg.lambda_pp * pp_level).sum()
+        for i, (cc, pp) in enumerate(zip(cc_level.detach().unbind(), pp_level.detach().unbind())):
+            parts[f"cc_{cfg.levels[i]}"], parts[f"pp_{cfg.levels[i]}"] = cc, pp
         if update:
-            zt = torch.cat([p[0] for p in per_img]) if per_img else zs[:0]
-            yt = torch.cat([p[1] for p in per_img]) if per_img else ys[:0]
             self._update_centres("src", zs.detach(), ys)
-            if yt.numel():
-                self._update_centres("tgt", zt.detach(), yt)
-                self._enqueue(zt.detach(), yt, generator)
+            if units.ya.numel():
+                self._update_centres("tgt", units.za.detach(), units.ya)
+                self._enqueue(units.za.detach(), units.ya, generator)
             if probs_src is not None and ys.numel():
                 p = probs_src.permute(0, 2, 3, 1).reshape(-1, k)[keep_s]
                 self._update_confusion(p.detach(), ys)
