@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -227,17 +228,19 @@ def test_hand_written_backward_matches_autograd_of_the_reference():
     assert torch.autograd.gradcheck(lambda x, y: _pixel_nce_padded(x, ya, y, ky, self_row, 0.3, w), (a, k))
 
 
-def test_module_loss_equals_per_unit_reference(monkeypatch):
+@pytest.mark.parametrize("correlation", ["centre", "confusion", "none"])
+def test_module_loss_equals_per_unit_reference(monkeypatch, correlation):
     import pickwise.tasks.adaseg.contrastive as mcu
 
     torch.manual_seed(3)
-    k, d = 4, 6
-    cfg = MCUConfig(bank_size=6, anchors_per_class=3, max_keys=7, alpha=0.8)
+    k, d = 5, 6  # class 4 never occurs: the unit tables must still be K wide
+    cfg = MCUConfig(bank_size=6, anchors_per_class=3, max_keys=7, alpha=0.8, correlation=correlation)
     mod = MultiLevelContrastiveLoss(k, d, cfg).double()
     fs, ft = torch.randn(2, d, 5, 5, dtype=torch.float64), torch.randn(3, d, 5, 5, dtype=torch.float64)
-    ls, lt = torch.randint(0, k, (2, 5, 5)), torch.randint(0, k, (3, 5, 5))
+    ls, lt = torch.randint(0, k - 1, (2, 5, 5)), torch.randint(0, k - 1, (3, 5, 5))
     lt[2] = 255  # an image without unit labels
-    mod(fs, ls, ft, lt, generator=torch.Generator().manual_seed(0))  # fill the bank and the EMA centres
+    probs = torch.softmax(torch.randn(2, k, 5, 5, dtype=torch.float64), 1)
+    mod(fs, ls, ft, lt, probs_src=probs, generator=torch.Generator().manual_seed(0))  # fill bank, EMA, confusion
     captured = {}
     original = mcu._sample_units
 
@@ -246,7 +249,7 @@ def test_module_loss_equals_per_unit_reference(monkeypatch):
         return captured["units"]
 
     monkeypatch.setattr(mcu, "_sample_units", spy)
-    w = mod.weights().clone()
+    w = mod.weights().clone() if correlation != "none" else torch.ones(k, k, dtype=torch.float64)
     ema = {"tgt": (mod.centres_tgt.clone(), mod.seen_tgt > 0), "src": (mod.centres_src.clone(), mod.seen_src > 0)}
     loss, parts = mod(fs, ls, ft, lt, generator=torch.Generator().manual_seed(1), update=False)
     u = captured["units"]

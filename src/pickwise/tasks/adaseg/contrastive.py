@@ -334,7 +334,12 @@ def _pixel_nce_padded(
         unit, key = is_self.nonzero(as_tuple=True)
         pos[unit, self_row[unit, key], key] = False  # an anchor is not its own positive
         return _pixel_nce_padded_lse(a, ya, kz, ky, pos, tau, weights)
-    k = int(weights.shape[0]) if weights is not None else int(max(int(ya.max()), int(ky.max()), 0)) + 1
+    if weights is not None:
+        k = int(weights.shape[0])
+    elif key_onehot_t is not None:
+        k = int(key_onehot_t.shape[1])
+    else:
+        k = int(max(int(ya.max()), int(ky.max()), 0)) + 1
     w0 = weights.to(a.dtype) if weights is not None else torch.ones(k, k, dtype=a.dtype, device=a.device)
     w0 = w0 * (1 - torch.eye(k, dtype=a.dtype, device=a.device))  # same-class keys are never negatives
     if key_onehot_t is None:
