@@ -50,10 +50,10 @@ def _batch(b: int, size: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
     )
 
 
-def bench_step(batch: int, size: int, repeats: int) -> dict[str, float]:
+def bench_step(batch: int, size: int, repeats: int, model_name: str = "deeplabv3plus_tiny") -> dict[str, float]:
     """Median seconds of one optimizer step with the MCU objective vs plain CE (same model weights and batch)."""
     torch.manual_seed(0)
-    net = create_model("deeplabv3plus_tiny", num_classes=K)
+    net = create_model(model_name, num_classes=K)
     model = ADASegModel(net, MultiLevelContrastiveLoss(K, net.feature_channels, MCUConfig()))
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     data = _batch(batch, size)
@@ -115,11 +115,18 @@ def main() -> None:
     p.add_argument("--pool", type=int, default=200)
     p.add_argument("--budget-per-image", type=int, default=45, help="pixels per image and round (2.2%% of 64x64 / 2)")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--model", default="deeplabv3plus_tiny", help="segmentation model of the step benchmark")
+    p.add_argument("--skip-selection", action="store_true", help="only the training-step benchmark")
+    p.add_argument("--out", default="adaseg", help="file stem under benchmarks/results/")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    step = bench_step(args.batch, args.size, args.repeats)
-    sel = bench_selection(args.pool, args.size, args.budget_per_image, max(3, args.repeats // 5))
+    step = bench_step(args.batch, args.size, args.repeats, args.model)
+    sel = (
+        {}
+        if args.skip_selection
+        else bench_selection(args.pool, args.size, args.budget_per_image, max(3, args.repeats // 5))
+    )
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     result = {
         "settings": vars(args),
@@ -132,13 +139,13 @@ def main() -> None:
         "selection": sel,
     }
     RESULTS.mkdir(exist_ok=True)
-    atomic_write_json(RESULTS / "adaseg.json", result)
+    atomic_write_json(RESULTS / f"{args.out}.json", result)
     lines = [
         "# adaseg benchmark",
         "",
         f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), {os.cpu_count()} CPUs, load average {load}.",
         "",
-        f"## Training step (deeplabv3plus_tiny, {args.batch}+{args.batch} images of {args.size}x{args.size}, "
+        f"## Training step ({args.model}, {args.batch}+{args.batch} images of {args.size}x{args.size}, "
         f"median of {args.repeats} interleaved)",
         "",
         "| objective | median s/step | range |",
@@ -158,7 +165,9 @@ def main() -> None:
         lines.append(
             f"| {name} | {1000 * r['seconds_per_image']:.2f} | {1000 * r['range'][0]:.2f}-{1000 * r['range'][1]:.2f} |"
         )
-    atomic_write_text(RESULTS / "adaseg.md", "\n".join(lines) + "\n")
+    if not sel:
+        lines = lines[:-5]  # no selection section
+    atomic_write_text(RESULTS / f"{args.out}.md", "\n".join(lines) + "\n")
     print(json.dumps(result, indent=1))
 
 
