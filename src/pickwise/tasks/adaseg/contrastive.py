@@ -392,7 +392,7 @@ class _PixelNCE(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, a, kz, ya, key_onehot_t, flat, anchor, pair_weight, w0, tau):  # type: ignore[override]
+    def forward(ctx, a, kz, ya, key_onehot_t, flat, anchor, pair_weight, w0, tau):
         n_units, n = ya.shape
         e = torch.bmm(a * (1.0 / tau), kz.transpose(1, 2))  # [U,n,m] similarities s, then exp(s) in place
         s_p = e.view(-1).index_select(0, flat)
@@ -413,7 +413,7 @@ class _PixelNCE(torch.autograd.Function):
         return per_unit
 
     @staticmethod
-    def backward(ctx, grad_unit):  # type: ignore[override]
+    def backward(ctx, grad_unit):
         a, kz, e, key_onehot_t, w_rows, flat, anchor, pair_weight, e_p, d_p, npos, has, n_has = ctx.saved_tensors
         n_units, n = e.shape[:2]
         alpha = ((grad_unit / n_has)[:, None] * has).reshape(-1) / npos.clamp_min(1)  # [U*n]
