@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 
 import pytest
@@ -127,3 +128,27 @@ def test_without_numba_the_torch_path_answers(monkeypatch):
     torch.testing.assert_close(ssim(pred, target, reduction="none"), expected, atol=1e-5, rtol=0)
     with pytest.raises(RuntimeError, match="numba is not installed"):
         fused_ssim_and_cs(pred, target, gaussian_window(), 1e-4, 9e-4)
+
+
+def _score_in_child(queue, pred, target):  # runs in a forked child, as a DataLoader worker would
+    torch.set_num_threads(1)
+    queue.put((fused_ssim_available(pred, target), float(ssim(pred, target))))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_forked_child_after_kernel_launch_takes_the_torch_path():
+    import multiprocessing
+
+    pred, target = _pair((2, 3, 40, 40), seed=10)
+    expected = float(ssim(pred, target))  # launches the kernel's threads in this process
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_score_in_child, args=(queue, pred, target))
+    child.start()
+    child.join(60)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("the forked child hung")
+    assert child.exitcode == 0
+    used_fused, value = queue.get(timeout=10)
+    assert not used_fused and value == pytest.approx(expected, abs=1e-5)

@@ -15,12 +15,15 @@ the contrast-structure term), not the two variances apart, so four filtered stat
 five. The result equals the torch path to float32 rounding (tests) and is deterministic: one thread computes a plane,
 always in the same order, whatever the thread count.
 
-numba is an optional dependency (extras ``isp`` and ``fast``). Without it, with autograd, or off the CPU, the torch
-path runs; the answers are the same.
+numba is an optional dependency (extras ``isp`` and ``fast``). Without it, with autograd, off the CPU, or in a child
+forked after the kernel ran (DataLoader workers), the torch path runs; the answers are the same. The kernel runs on
+numba's own thread pool (``workqueue``) unless ``NUMBA_THREADING_LAYER`` says otherwise: numba's OpenMP layer would
+share torch's libgomp and leave its thread count there.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import warnings
 from collections.abc import Callable
@@ -33,8 +36,12 @@ __all__ = ["fused_ssim_available", "fused_ssim_and_cs"]
 _KERNEL: Callable | None = None
 _TRIED = False
 _LOCK = threading.Lock()
-"""numba's default threading layer (workqueue) aborts the process on concurrent parallel launches from two Python
-threads; calls are serialised."""
+"""numba's workqueue threading layer aborts the process on concurrent parallel launches from two Python threads;
+calls are serialised."""
+_LAUNCH_PID: int | None = None
+"""The process that first launched the kernel's threads. numba's OpenMP layer terminates a forked child that launches
+a parallel region after its parent did ("fork() called from a process already using GNU OpenMP"), so forked
+children (DataLoader workers, fork-based pools) take the torch path."""
 
 
 def _build() -> Callable | None:
@@ -42,6 +49,11 @@ def _build() -> Callable | None:
         import numba
     except ImportError:
         return None
+    if numba.config.THREADING_LAYER == "default":  # type: ignore[attr-defined]
+        # numba would pick its OpenMP layer, which shares torch's libgomp: a child forked afterwards (DataLoader
+        # workers) then hangs or is terminated in its first parallel region. Its own thread pool has no such
+        # problem. Only when the user left the choice to numba (NUMBA_THREADING_LAYER is respected).
+        numba.config.THREADING_LAYER = "workqueue"  # type: ignore[attr-defined]
 
     def ssim_cs_planes(x, y, g, c1, c2, ssim_out, cs_out):  # pragma: no cover - compiled by numba
         n, h, w = x.shape
@@ -127,10 +139,16 @@ def _kernel() -> Callable | None:
 
 
 def fused_ssim_available(pred: torch.Tensor, target: torch.Tensor) -> bool:
-    """Whether :func:`fused_ssim_and_cs` applies: numba installed, CPU float32/float64 tensors, no autograd."""
+    """Whether :func:`fused_ssim_and_cs` applies.
+
+    It does with numba installed, on CPU float32/float64 tensors, without autograd, and not in a child forked after
+    this process launched the kernel.
+    """
     if pred.device.type != "cpu" or pred.dtype not in (torch.float32, torch.float64):
         return False
     if torch.is_grad_enabled() and (pred.requires_grad or target.requires_grad):
+        return False
+    if _LAUNCH_PID is not None and os.getpid() != _LAUNCH_PID:
         return False
     return _kernel() is not None
 
@@ -158,7 +176,10 @@ def fused_ssim_and_cs(
     torch_threads = torch.get_num_threads()
     available = int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
     threads = max(1, min(torch_threads, available))
+    global _LAUNCH_PID
     with _LOCK:
+        if _LAUNCH_PID is None:
+            _LAUNCH_PID = os.getpid()
         previous = numba.get_num_threads()
         numba.set_num_threads(threads)
         try:
