@@ -92,19 +92,19 @@ def _cfg(tmp_path, *extra):
     )
 
 
-def _run(cfg, run_dir, store=None, **kw):
+def _run(cfg, run_dir, store=None, net=TinyNet, log=lambda m: None, **kw):
     src, pool, test = Domain(8, 0.0, 0), TrapPool(6, 0.5, 1), Domain(4, 0.5, 2)
     store = store or GuardedStore(Domain(6, 0.5, 1).lbl, limit=10**9)
     return run_active_learning(
         cfg,
-        lambda: TinyNet(),
+        lambda: net(),
         src,
         pool,
         test,
         SimulatedOracle(store),
         run_dir,
         num_classes=3,
-        log=lambda m: None,
+        log=log,
         **kw,
     ), store
 
@@ -143,17 +143,7 @@ def test_resume_between_rounds_is_exact_and_changed_settings_are_refused(tmp_pat
             raise Crash
 
     with pytest.raises(Crash):
-        run_active_learning(
-            cfg,
-            lambda: TinyNet(),
-            Domain(8, 0.0, 0),
-            TrapPool(6, 0.5, 1),
-            Domain(4, 0.5, 2),
-            SimulatedOracle(GuardedStore(Domain(6, 0.5, 1).lbl, 10**9)),
-            tmp_path / "b",
-            num_classes=3,
-            log=crash,
-        )
+        _run(cfg, tmp_path / "b", log=crash)
     with pytest.raises(RunFolderError):
         _run(cfg, tmp_path / "b")
     resumed, _ = _run(cfg, tmp_path / "b", resume=True)
@@ -208,17 +198,7 @@ def test_resume_inside_a_stage_from_the_engine_checkpoint_is_exact(tmp_path):
             return super().forward(x)
 
     with pytest.raises(Boom):
-        run_active_learning(
-            cfg,
-            lambda: CrashingNet(),
-            Domain(8, 0.0, 0),
-            TrapPool(6, 0.5, 1),
-            Domain(4, 0.5, 2),
-            SimulatedOracle(GuardedStore(Domain(6, 0.5, 1).lbl, 10**9)),
-            tmp_path / "b",
-            num_classes=3,
-            log=lambda m: None,
-        )
+        _run(cfg, tmp_path / "b", net=CrashingNet)
     assert (tmp_path / "b" / "round_01" / "checkpoints").is_dir()
     assert not (tmp_path / "b" / "round_01" / "weights.safetensors").exists()
     resumed, _ = _run(cfg, tmp_path / "b", resume=True)

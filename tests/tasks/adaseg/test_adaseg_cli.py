@@ -5,37 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
-from torch import nn
 
+from _helpers.adaseg_standins import RandomDomain, TinyNet
 from pickwise.cli.main import main
-
-
-class TinyNet(nn.Module):
-    feature_channels = 4
-
-    def __init__(self, k: int = 3) -> None:
-        super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU())
-        self.cls, self.proj = nn.Conv2d(6, k, 1), nn.Conv2d(6, 4, 1)
-
-    def forward(self, x):
-        f = self.body(x)
-        return {"logits": self.cls(f), "features": self.proj(f), "stride": 1}
-
-
-class Domain(torch.utils.data.Dataset):
-    def __init__(self, n: int, seed: int, classes: int = 3) -> None:
-        g = torch.Generator().manual_seed(seed)
-        self.lbl = torch.randint(0, classes, (n, 8, 8), generator=g)
-        self.img = torch.randn(n, 3, 8, 8, generator=g)
-        self.num_classes = 3
-
-    def __len__(self):
-        return len(self.lbl)
-
-    def __getitem__(self, i):
-        return self.img[i], self.lbl[i], i
 
 
 @pytest.fixture
@@ -45,7 +17,7 @@ def standins(monkeypatch):
     state = {"source_classes": 3}
 
     def load_domains(cfg):
-        return Domain(6, 0, state["source_classes"]), Domain(4, 1), Domain(3, 2), 3
+        return RandomDomain(6, 0, state["source_classes"]), RandomDomain(4, 1), RandomDomain(3, 2), 3
 
     monkeypatch.setattr(run_mod, "load_domains", load_domains)
     monkeypatch.setattr(run_mod, "net_factory", lambda cfg, k: lambda: TinyNet(k))

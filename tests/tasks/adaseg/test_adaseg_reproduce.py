@@ -6,41 +6,19 @@ import json
 import math
 
 import pytest
-import torch
-from torch import nn
 
 import pickwise.reproduce.adaseg as rep
-
-
-class TinyNet(nn.Module):
-    feature_channels = 4
-
-    def __init__(self, k: int = 3) -> None:
-        super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU())
-        self.cls, self.proj = nn.Conv2d(6, k, 1), nn.Conv2d(6, 4, 1)
-
-    def forward(self, x):
-        f = self.body(x)
-        return {"logits": self.cls(f), "features": self.proj(f), "stride": 1}
-
-
-class Domain(torch.utils.data.Dataset):
-    def __init__(self, n: int, seed: int) -> None:
-        g = torch.Generator().manual_seed(seed)
-        self.lbl = torch.randint(0, 3, (n, 8, 8), generator=g)
-        self.img = torch.randn(n, 3, 8, 8, generator=g)
-
-    def __len__(self):
-        return len(self.lbl)
-
-    def __getitem__(self, i):
-        return self.img[i], self.lbl[i], i
+from _helpers.adaseg_standins import RandomDomain, TinyNet
 
 
 class StandInData:
     def __init__(self, opts):
-        self.source, self.pool, self.test, self.num_classes = Domain(6, 0), Domain(4, 1), Domain(3, 2), 3
+        self.source, self.pool, self.test, self.num_classes = (
+            RandomDomain(6, 0),
+            RandomDomain(4, 1),
+            RandomDomain(3, 2),
+            3,
+        )
 
 
 def test_quick_reproduction_writes_each_arm_once(tmp_path, monkeypatch):
