@@ -371,9 +371,8 @@ def _positive_pairs(
     shift = lo.view(-1) - (torch.cumsum(count, 0) - count) + unit_base
     sorted_at = shift.index_select(0, anchor) + torch.arange(anchor.numel(), device=ya.device)
     key = order.view(-1).index_select(0, sorted_at)  # column of the key in its unit
-    is_self = self_row.view(-1).index_select(0, unit_base.index_select(0, anchor) + key) == slots.remainder(
-        n
-    ).index_select(0, anchor)
+    key_self_row = self_row.view(-1).index_select(0, unit_base.index_select(0, anchor) + key)
+    is_self = key_self_row == slots.remainder(n).index_select(0, anchor)  # the key is this very anchor
     return anchor * m + key, anchor, (~is_self).to(dtype)
 
 
@@ -676,10 +675,9 @@ class MultiLevelContrastiveLoss(nn.Module):
         """
         k, cfg, dtype = self.num_classes, self.config, kz.dtype
         nb, d = units.anchor_table.shape[0], units.za.shape[1]
-        sums = units.za.new_zeros(nb * k, d).index_add(0, units.ia * k + units.ya, units.za)
-        img_present = torch.bincount(units.ia * k + units.ya, minlength=nb * k).view(nb, k) > 0
-        img_centres = F.normalize(sums.view(nb, k, d), dim=2) * img_present[:, :, None]
-        cu, pu = img_centres[units.unit_image], img_present[units.unit_image]
+        img_centres, img_present = class_centres(units.za, units.ia * k + units.ya, nb * k)  # one class per (image, k)
+        cu = img_centres.view(nb, k, d)[units.unit_image]
+        pu = img_present.view(nb, k)[units.unit_image]
         cv = F.normalize(torch.bmm(key_onehot_t, kz), dim=2)  # [U,K,D]: class sums of each unit's keys
         pv = key_onehot_t.sum(2) > 0
         ema_t, seen_t = self.centres_tgt.detach().clone().to(dtype), self.seen_tgt > 0

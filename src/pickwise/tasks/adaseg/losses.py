@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-__all__ = ["LossWeights", "masked_cross_entropy", "pseudo_labels"]
+__all__ = ["LossWeights", "confident_labels", "masked_cross_entropy", "pseudo_labels"]
 
 
 @dataclass
@@ -54,5 +54,11 @@ def masked_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, ignore_inde
 @torch.no_grad()
 def pseudo_labels(logits: torch.Tensor, threshold: float, ignore_index: int = 255) -> torch.Tensor:
     """Arg-max labels where the top softmax probability is >= ``threshold``, ``ignore_index`` elsewhere."""
-    conf, pred = F.softmax(logits.float(), dim=1).max(1)
-    return torch.where(conf >= threshold, pred, torch.full_like(pred, ignore_index))
+    return confident_labels(*F.softmax(logits.float(), dim=1).max(1), threshold, ignore_index)
+
+
+def confident_labels(
+    confidence: torch.Tensor, label: torch.Tensor, threshold: float, ignore_index: int = 255
+) -> torch.Tensor:
+    """``label`` where ``confidence >= threshold``, ``ignore_index`` elsewhere (one softmax, several thresholds)."""
+    return torch.where(confidence >= threshold, label, torch.full_like(label, ignore_index))

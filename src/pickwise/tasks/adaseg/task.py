@@ -21,7 +21,7 @@ from torch import nn
 
 from ...exceptions import ShapeError
 from .contrastive import MultiLevelContrastiveLoss, downsample_labels
-from .losses import LossWeights, masked_cross_entropy
+from .losses import LossWeights, confident_labels, masked_cross_entropy
 
 __all__ = ["ADASegModel", "ADASegTask", "model_outputs"]
 
@@ -112,14 +112,14 @@ class ADASegTask:
             if w.pseudo > 0 or self._contrastive(model) is not None:
                 conf, arg = F.softmax(t_logits.detach().float(), dim=1).max(1)  # one softmax for both thresholds
                 if w.pseudo > 0:
-                    pl = torch.where(conf >= w.pseudo_threshold, arg, torch.full_like(arg, IGNORE))
+                    pl = confident_labels(conf, arg, w.pseudo_threshold, IGNORE)
                     pl = torch.where(tgt_lbl != IGNORE, torch.full_like(pl, IGNORE), pl)  # only unlabelled pixels
                     ce_pl = masked_cross_entropy(t_logits, pl)
                 contrastive = self._contrastive(model)
                 if contrastive is not None and feats is not None and w.mcu > 0 and not self.target_only:
                     cfg = contrastive.config
                     if cfg.use_pseudo:
-                        thr = torch.where(conf >= cfg.pseudo_threshold, arg, torch.full_like(arg, IGNORE))
+                        thr = confident_labels(conf, arg, cfg.pseudo_threshold, IGNORE)
                         unit_labels = torch.where(tgt_lbl != IGNORE, tgt_lbl, thr)
                     size = (int(feats.shape[-2]), int(feats.shape[-1]))
                     k = self.num_classes
