@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...exceptions import ConfigError
+from .unit_plan import UnitPlan, _cap_by_priority, draw_priorities, plan_units, positive_pairs
 
 __all__ = [
     "MCUConfig",
@@ -180,20 +181,8 @@ def cap_per_class(y: torch.Tensor, cap: int, generator: torch.Generator | None =
         >>> torch.bincount(y[cap_per_class(y, 2)]).tolist()
         [2, 1, 2]
     """
-    if y.numel() == 0:
-        return torch.zeros(0, dtype=torch.long, device=y.device)
-    rnd = torch.rand(y.numel(), generator=generator).to(y.device)
-    order = torch.argsort(y.double() * 2.0 + rnd.double())  # by class, random within class
-    ys = y[order]
-    start = torch.searchsorted(ys, ys, right=False)
-    rank = torch.arange(ys.numel(), device=y.device) - start
-    return order[rank < cap]
-
-
-def _subsample(n: int, cap: int, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
-    if n <= cap:
-        return torch.arange(n, device=device)
-    return torch.randperm(n, generator=generator)[:cap].to(device)
+    priority = torch.rand(y.numel(), generator=generator, dtype=torch.float64).to(y.device)
+    return _cap_by_priority(y, priority, cap)
 
 
 def pixel_info_nce(
@@ -311,6 +300,7 @@ def _pixel_nce_padded(
     tau: float,
     weights: torch.Tensor | None,
     key_onehot_t: torch.Tensor | None = None,
+    pairs: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """:func:`pixel_info_nce` of ``U`` padded units in one ``bmm``.
 
@@ -324,6 +314,8 @@ def _pixel_nce_padded(
         tau: Temperature.
         weights: ``float[K,K]`` negative weights or None.
         key_onehot_t: The keys' classes one-hot, ``float[U,K,m]`` (zero columns for padding), if already built.
+        pairs: The positive pairs ``(flat, anchor)`` of :func:`~pickwise.tasks.adaseg.unit_plan.positive_pairs` and
+            the positives per anchor slot ``long[U*n]``, if already known (the unit plan has them).
 
     Returns:
         ``float[U]``: 0 for a unit with no anchor that has a positive.
@@ -344,36 +336,12 @@ def _pixel_nce_padded(
     w0 = w0 * (1 - torch.eye(k, dtype=a.dtype, device=a.device))  # same-class keys are never negatives
     if key_onehot_t is None:
         key_onehot_t = (F.one_hot(ky.clamp_min(0), k).to(a.dtype) * (ky >= 0)[:, :, None]).transpose(1, 2)
-    flat, anchor, pair_weight = _positive_pairs(ya, ky, self_row, a.dtype)
-    return _PixelNCE.apply(a, kz, ya, key_onehot_t, flat, anchor, pair_weight, w0.detach(), float(tau))
-
-
-def _positive_pairs(
-    ya: torch.Tensor, ky: torch.Tensor, self_row: torch.Tensor, dtype: torch.dtype
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The (anchor, key) pairs with equal labels: flat indices into ``[U,n,m]`` and ``[U*n]``, and pair weights.
-
-    The weight is 0 for an anchor paired with itself (not its own positive) and 1 otherwise.
-
-    Built from each unit's keys sorted by label (a ``searchsorted`` range per anchor), without the ``U x n x m``
-    comparison mask: positives are a small fraction of the pairs.
-    """
-    n_units, n = ya.shape
-    m = ky.shape[1]
-    ky_sorted, order = torch.sort(ky, dim=1, stable=True)
-    lo = torch.searchsorted(ky_sorted, ya, right=False)
-    count = (torch.searchsorted(ky_sorted, ya, right=True) - lo).view(-1)  # padding: -1 is never a key label
-    slots = torch.arange(n_units * n, device=ya.device)
-    anchor = torch.repeat_interleave(slots, count)
-    # per anchor slot: the offset of its first positive in the sorted keys (minus its first pair's index), the start
-    # of its unit's keys, and its row in the unit; gathered per pair (no integer division over the pairs)
-    unit_base = torch.div(slots, n, rounding_mode="floor") * m
-    shift = lo.view(-1) - (torch.cumsum(count, 0) - count) + unit_base
-    sorted_at = shift.index_select(0, anchor) + torch.arange(anchor.numel(), device=ya.device)
-    key = order.view(-1).index_select(0, sorted_at)  # column of the key in its unit
-    key_self_row = self_row.view(-1).index_select(0, unit_base.index_select(0, anchor) + key)
-    is_self = key_self_row == slots.remainder(n).index_select(0, anchor)  # the key is this very anchor
-    return anchor * m + key, anchor, (~is_self).to(dtype)
+    if pairs is None:
+        flat, anchor = positive_pairs(ya, ky, self_row)
+        npos = torch.bincount(anchor, minlength=ya.numel())
+    else:
+        flat, anchor, npos = pairs
+    return _PixelNCE.apply(a, kz, ya, key_onehot_t, flat, anchor, npos.to(a.dtype), w0.detach(), float(tau))
 
 
 class _PixelNCE(torch.autograd.Function):
@@ -391,7 +359,7 @@ class _PixelNCE(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, a, kz, ya, key_onehot_t, flat, anchor, pair_weight, w0, tau):
+    def forward(ctx, a, kz, ya, key_onehot_t, flat, anchor, npos, w0, tau):
         n_units, n = ya.shape
         e = torch.bmm(a * (1.0 / tau), kz.transpose(1, 2))  # [U,n,m] similarities s, then exp(s) in place
         s_p = e.view(-1).index_select(0, flat)
@@ -401,22 +369,21 @@ class _PixelNCE(torch.autograd.Function):
         neg_sum = (torch.bmm(key_onehot_t, e.transpose(1, 2)) * w_rows.transpose(1, 2)).sum(1)  # [U,n]
         e_p = s_p.exp()
         d_p = e_p + neg_sum.view(-1).index_select(0, anchor)
-        per_pair = (torch.log(d_p) - s_p).mul_(pair_weight)
-        npos = torch.bincount(anchor, weights=pair_weight, minlength=n_units * n).to(a.dtype)
+        per_pair = torch.log(d_p) - s_p
         per_anchor = a.new_zeros(n_units * n).index_add_(0, anchor, per_pair) / npos.clamp_min(1)
         has = (npos > 0).view(n_units, n)
         n_has = has.sum(1).clamp_min(1)
         per_unit = (per_anchor.view(n_units, n) * has).sum(1) / n_has
-        ctx.save_for_backward(a, kz, e, key_onehot_t, w_rows, flat, anchor, pair_weight, e_p, d_p, npos, has, n_has)
+        ctx.save_for_backward(a, kz, e, key_onehot_t, w_rows, flat, anchor, e_p, d_p, npos, has, n_has)
         ctx.tau = tau
         return per_unit
 
     @staticmethod
     def backward(ctx, grad_unit):
-        a, kz, e, key_onehot_t, w_rows, flat, anchor, pair_weight, e_p, d_p, npos, has, n_has = ctx.saved_tensors
+        a, kz, e, key_onehot_t, w_rows, flat, anchor, e_p, d_p, npos, has, n_has = ctx.saved_tensors
         n_units, n = e.shape[:2]
         alpha = ((grad_unit / n_has)[:, None] * has).reshape(-1) / npos.clamp_min(1)  # [U*n]
-        alpha_p = alpha.index_select(0, anchor).mul_(pair_weight)
+        alpha_p = alpha.index_select(0, anchor)
         beta = torch.zeros_like(alpha).index_add_(0, anchor, alpha_p / d_p).view(n_units, n, 1)
         grad_sim = torch.bmm(beta * w_rows, key_onehot_t).mul_(e)  # negatives
         grad_sim.view(-1).index_add_(0, flat, alpha_p * (e_p / d_p - 1))  # positives
@@ -474,102 +441,91 @@ def _batched_centre_contrast(
 
 @dataclass
 class _Units:
-    """The sampled contrastive units of one batch, as index tables (what :func:`_sample_units` returns).
+    """The sampled contrastive units of one batch: the index plan and the embeddings it gathers.
 
     Target anchors are sorted by image. The key pool is ``[target anchors, memory bank, source anchors]``; a unit is
     one (level, target image) pair with its anchors (the image's anchors) and its keys (indices into the pool).
     """
 
+    plan: UnitPlan
     za: torch.Tensor  # float[Na,D] target anchors (normalised; carry the graph)
-    ya: torch.Tensor  # long[Na]
-    ia: torch.Tensor  # long[Na] image of each anchor
-    anchor_table: torch.Tensor  # long[Bt,n] anchor indices of each image, -1 padding
-    anchor_row: torch.Tensor  # long[Na] position of each anchor in its image's row of anchor_table
-    pool_z: torch.Tensor  # float[M,D]
-    pool_y: torch.Tensor  # long[M]
-    unit_image: torch.Tensor  # long[U]
-    unit_level: torch.Tensor  # long[U] index into LEVELS
-    unit_keys: torch.Tensor  # long[U,m] pool indices, -1 padding
+    zs_c: torch.Tensor  # float[Ns,D] source anchors (normalised; carry the graph)
+    pool_z: torch.Tensor  # float[Na+Nb+Ns,D]
+
+    @property
+    def ya(self) -> torch.Tensor:
+        """``long[Na]`` classes of the target anchors."""
+        return self.plan.ya
+
+    @property
+    def ia(self) -> torch.Tensor:
+        """``long[Na]`` images of the target anchors."""
+        return self.plan.ia
+
+    @property
+    def pool_y(self) -> torch.Tensor:
+        """``long[M]`` classes of the key pool."""
+        return self.plan.pool_y
+
+    @property
+    def unit_image(self) -> torch.Tensor:
+        """``long[U]`` target image of each unit."""
+        return self.plan.unit_image
+
+    @property
+    def unit_level(self) -> torch.Tensor:
+        """``long[U]`` level of each unit (index into ``LEVELS``)."""
+        return self.plan.unit_level
+
+    @property
+    def unit_keys(self) -> torch.Tensor:
+        """``long[U,m]`` pool indices of each unit's keys, -1 padding."""
+        return self.plan.unit_keys
 
 
 def _sample_units(
-    zt: torch.Tensor,
-    yt: torch.Tensor,
+    flat_src: torch.Tensor,
+    labels_src: torch.Tensor,
+    flat_tgt: torch.Tensor,
+    labels_tgt: torch.Tensor,
     num_images: int,
-    zs_c: torch.Tensor,
-    ys_c: torch.Tensor,
-    bank_z: torch.Tensor,
-    bank_y: torch.Tensor,
-    num_classes: int,
+    bank: torch.Tensor,
+    bank_count: torch.Tensor,
+    bank_ptr: torch.Tensor,
     config: MCUConfig,
     generator: torch.Generator | None,
 ) -> _Units:
-    """Sample every unit of a batch at once (no loop over images or units).
+    """Sample every unit of a batch at once (:mod:`~pickwise.tasks.adaseg.unit_plan`) and gather its embeddings.
 
     Args:
-        zt: Normalised target pixel embeddings ``float[Bt*h*w, D]`` (image-major).
-        yt: Their unit labels ``long[Bt*h*w]`` (outside ``[0, K)``: not in any unit).
+        flat_src: Source pixel features ``float[Bs*h*w, D]`` (image-major, not normalised).
+        labels_src: Their labels ``long[Bs*h*w]`` (outside ``[0, K)``: no label).
+        flat_tgt: Target pixel features ``float[Bt*h*w, D]``.
+        labels_tgt: Their unit labels ``long[Bt*h*w]``.
         num_images: ``Bt``.
-        zs_c: Capped source anchors ``float[Ns,D]``; ``ys_c`` their labels.
-        ys_c: See ``zs_c``.
-        bank_z: Memory-bank embeddings ``float[Mb,D]``; ``bank_y`` their classes.
-        bank_y: See ``bank_z``.
-        num_classes: ``K``.
+        bank: The memory bank ``float[K, bank_size, D]``; ``bank_count``, ``bank_ptr`` its fill and write pointers.
+        bank_count: See ``bank``.
+        bank_ptr: See ``bank``.
         config: Caps and levels.
         generator: Random source.
 
     Anchors: at most ``anchors_per_class`` random pixels per (image, class). Keys of a unit, at most ``max_keys``
     drawn at random from its eligible pool: *intra* the image's own anchors (an anchor is not its own positive),
     *cross* the other images' anchors and the bank, *domain* the source anchors. Units without anchors or without
-    eligible keys are dropped.
+    eligible keys are dropped. Only the sampled pixels are normalised.
     """
-    k, device = num_classes, zt.device
-    per_image = yt.numel() // max(num_images, 1)
-    image = torch.arange(num_images, device=device).repeat_interleave(per_image)
-    ok = (yt >= 0) & (yt < k)
-    group = (image * k + yt)[ok]  # one cap group per (image, class)
-    sel = ok.nonzero().flatten()[cap_per_class(group, config.anchors_per_class, generator)]
-    za, ya, ia = zt.index_select(0, sel), yt[sel], image[sel]  # sorted by (image, class)
-    counts = torch.bincount(ia, minlength=num_images)
-    width = int(counts.max()) if ia.numel() else 0
-    starts = torch.cumsum(counts, 0) - counts
-    anchor_table = torch.full((num_images, width), -1, dtype=torch.long, device=device)
-    anchor_row = torch.arange(ia.numel(), device=device) - starts[ia]
-    anchor_table[ia, anchor_row] = torch.arange(ia.numel(), device=device)
-
-    na, nb = za.shape[0], bank_z.shape[0]
-    pool_z = torch.cat([za, bank_z.to(za.dtype), zs_c.to(za.dtype)])
-    pool_y = torch.cat([ya, bank_y, ys_c])
-    kind = torch.cat(
-        [
-            torch.zeros(na, dtype=torch.long, device=device),
-            torch.ones(nb, dtype=torch.long, device=device),
-            torch.full((ys_c.numel(),), 2, dtype=torch.long, device=device),
-        ]
-    )
-    pool_image = torch.cat([ia, torch.full((pool_y.numel() - na,), -1, dtype=torch.long, device=device)])
-    levels = torch.tensor([LEVELS.index(lv) for lv in config.levels], dtype=torch.long, device=device)
-    images_with_anchors = (counts > 0).nonzero().flatten()
-    unit_level = levels.repeat_interleave(images_with_anchors.numel())
-    unit_image = images_with_anchors.repeat(levels.numel())
-    same_image = pool_image[None, :] == unit_image[:, None]
-    lv = unit_level[:, None]
-    eligible = (
-        ((lv == 0) & (kind[None, :] == 0) & same_image)
-        | ((lv == 1) & (((kind[None, :] == 0) & ~same_image) | (kind[None, :] == 1)))
-        | ((lv == 2) & (kind[None, :] == 2))
-    )
-    n_eligible = eligible.sum(1)
-    keep = n_eligible > 0
-    unit_level, unit_image, eligible = unit_level[keep], unit_image[keep], eligible[keep]
-    m = min(config.max_keys, int(n_eligible.max())) if bool(keep.any()) else 0
-    if m:
-        score = torch.rand(eligible.shape, generator=generator).to(device)
-        idx = torch.topk(torch.where(eligible, score, torch.full_like(score, -1.0)), m, dim=1).indices
-        unit_keys = torch.where(eligible.gather(1, idx), idx, torch.full_like(idx, -1))
-    else:
-        unit_keys = torch.zeros((unit_level.numel(), 0), dtype=torch.long, device=device)
-    return _Units(za, ya, ia, anchor_table, anchor_row, pool_z, pool_y, unit_image, unit_level, unit_keys)
+    k, cap = bank.shape[0], bank.shape[1]
+    level_ids = [LEVELS.index(lv) for lv in config.levels]
+    priorities = draw_priorities(labels_src.numel(), labels_tgt.numel(), num_images, len(level_ids), k, cap, generator)
+    plan = plan_units(
+        labels_src, labels_tgt, num_images, k, bank_count, bank_ptr, cap, config.anchors_per_class,
+        config.max_keys, level_ids, priorities,
+    )  # fmt: skip
+    za = F.normalize(_at_least_float32(flat_tgt.index_select(0, plan.tgt_sel)), dim=1)
+    zs_c = F.normalize(_at_least_float32(flat_src.index_select(0, plan.src_sel)), dim=1)
+    # index_select copies: the bank is updated in place after the loss, while the graph still needs these values
+    bank_z = bank.view(k * cap, -1).index_select(0, plan.bank_slots).to(za.dtype)
+    return _Units(plan, za, zs_c, torch.cat([za, bank_z, zs_c.to(za.dtype)]))
 
 
 # ---------------------------------------------------------------------------------------------------- the module
@@ -623,14 +579,20 @@ class MultiLevelContrastiveLoss(nn.Module):
         return correlation_weights(self.correlation(), self.config.alpha)
 
     @torch.no_grad()
-    def _update_centres(self, which: str, z: torch.Tensor, y: torch.Tensor) -> None:
-        centres: torch.Tensor = getattr(self, f"centres_{which}")
-        seen: torch.Tensor = getattr(self, f"seen_{which}")
-        batch, present = class_centres(z.to(centres.dtype), y, self.num_classes)
+    def _update_centres(self, zs: torch.Tensor, ys: torch.Tensor, zt: torch.Tensor, yt: torch.Tensor) -> None:
+        """EMA step of the source centres (from ``zs, ys``) and the target centres (from ``zt, yt``), at once."""
+        k = self.num_classes
+        centres = torch.cat([self.centres_src, self.centres_tgt])  # [2K,D]: source classes, then target classes
+        seen = torch.cat([self.seen_src, self.seen_tgt])
+        z = torch.cat([zs.to(centres.dtype), zt.to(centres.dtype)])
+        batch, present = class_centres(z, torch.cat([ys, yt + k]), 2 * k)
         m = torch.where(seen > 0, torch.full_like(seen, self.config.momentum), torch.zeros_like(seen))[:, None]
-        new = F.normalize(m * centres + (1 - m) * batch, dim=1)
-        centres.copy_(torch.where(present[:, None], new, centres))
-        seen.copy_(torch.where(present, torch.ones_like(seen), seen))
+        new = torch.where(present[:, None], F.normalize(m * centres + (1 - m) * batch, dim=1), centres)
+        seen = torch.where(present, torch.ones_like(seen), seen)
+        self.centres_src.copy_(new[:k])
+        self.centres_tgt.copy_(new[k:])
+        self.seen_src.copy_(seen[:k])
+        self.seen_tgt.copy_(seen[k:])
 
     @torch.no_grad()
     def _update_confusion(self, probs: torch.Tensor, y: torch.Tensor) -> None:
@@ -643,16 +605,13 @@ class MultiLevelContrastiveLoss(nn.Module):
         self.confusion.copy_(torch.where(present[:, None], m * self.confusion + (1 - m) * mean, self.confusion))
 
     @torch.no_grad()
-    def _enqueue(self, z: torch.Tensor, y: torch.Tensor, generator: torch.Generator | None) -> None:
-        """Write at most ``bank_size`` random items of each class into its ring buffer (vectorized)."""
-        cap = self.config.bank_size
-        idx = cap_per_class(y, cap, generator)  # sorted by class
-        if idx.numel() == 0:
+    def _enqueue(self, za: torch.Tensor, plan: UnitPlan) -> None:
+        """Write the planned target anchors (at most ``bank_size`` random ones per class) into the ring buffers."""
+        if plan.enq_anchor.numel() == 0:
             return
-        yk, zk = y[idx], z[idx]
-        rank = torch.arange(yk.numel(), device=y.device) - torch.searchsorted(yk, yk)
-        self.bank[yk, (self.bank_ptr[yk] + rank) % cap] = zk.to(self.bank.dtype)
-        added = torch.bincount(yk, minlength=self.num_classes)
+        cap = self.config.bank_size
+        self.bank.view(-1, self.dim)[plan.enq_slot] = za.index_select(0, plan.enq_anchor).to(self.bank.dtype)
+        added = torch.bincount(plan.ya[plan.enq_anchor], minlength=self.num_classes)
         self.bank_ptr.copy_((self.bank_ptr + added) % cap)
         self.bank_count.copy_(torch.clamp(self.bank_count + added, max=cap))
 
@@ -674,7 +633,7 @@ class MultiLevelContrastiveLoss(nn.Module):
         domain) when ``ema_fallback`` is on.
         """
         k, cfg, dtype = self.num_classes, self.config, kz.dtype
-        nb, d = units.anchor_table.shape[0], units.za.shape[1]
+        nb, d = units.plan.anchor_table.shape[0], units.za.shape[1]
         img_centres, img_present = class_centres(units.za, units.ia * k + units.ya, nb * k)  # one class per (image, k)
         cu = img_centres.view(nb, k, d)[units.unit_image]
         pu = img_present.view(nb, k)[units.unit_image]
@@ -718,54 +677,43 @@ class MultiLevelContrastiveLoss(nn.Module):
             ``(loss, parts)`` with ``parts`` holding each level's detached ``cc`` and ``pp`` terms.
         """
         cfg, k = self.config, self.num_classes
-        zs = F.normalize(_at_least_float32(feats_src.permute(0, 2, 3, 1).reshape(-1, feats_src.shape[1])), dim=1)
-        ys = labels_src.reshape(-1)
-        keep_s = (ys >= 0) & (ys < k)
-        keep_idx = keep_s.nonzero().squeeze(1)
-        zs, ys = zs.index_select(0, keep_idx), ys[keep_idx]
-        si = cap_per_class(ys, cfg.anchors_per_class, generator)
-        zs_c, ys_c = zs.index_select(0, si), ys[si]
         w = None
         if cfg.alpha > 0 and cfg.correlation != "none":
-            w = self.weights().detach().clone().to(zs.dtype)
-        zt = F.normalize(_at_least_float32(feats_tgt.permute(0, 2, 3, 1).reshape(-1, feats_tgt.shape[1])), dim=1)
-        # clones: the buffers are updated in place after the loss, while the graph still needs these values
-        bank_z, bank_y = (t.clone() for t in self.bank_items())
+            w = self.weights().detach().clone().to(_at_least_float32(feats_src).dtype)
+        flat_src = feats_src.permute(0, 2, 3, 1).reshape(-1, feats_src.shape[1])
+        ys_all = labels_src.reshape(-1)
         units = _sample_units(
-            zt, labels_tgt.reshape(-1), feats_tgt.shape[0], zs_c, ys_c, bank_z, bank_y, k, cfg, generator
-        )
+            flat_src, ys_all, feats_tgt.permute(0, 2, 3, 1).reshape(-1, feats_tgt.shape[1]), labels_tgt.reshape(-1),
+            feats_tgt.shape[0], self.bank, self.bank_count, self.bank_ptr, cfg, generator,
+        )  # fmt: skip
+        plan = units.plan
         zero = (feats_src.sum() + feats_tgt.sum()) * 0.0
-        n_units = units.unit_level.numel()
+        n_units = plan.unit_level.numel()
         pp_vals = cc_vals = None
         if n_units and (cfg.lambda_pp > 0 or cfg.lambda_cc > 0):
-            keys = units.unit_keys  # [U,m]
-            key_ok = keys >= 0
-            key_y = torch.where(key_ok, units.pool_y[keys.clamp_min(0)], torch.full_like(keys, -2))
+            keys, key_y = plan.unit_keys, plan.key_y  # [U,m]
             kz = units.pool_z.index_select(0, keys.clamp_min(0).view(-1)).view(*keys.shape, -1)  # [U,m,D]
-            key_onehot_t = (F.one_hot(key_y.clamp_min(0), k).to(kz.dtype) * key_ok[:, :, None]).transpose(1, 2)
+            key_onehot_t = (F.one_hot(key_y.clamp_min(0), k).to(kz.dtype) * (keys >= 0)[:, :, None]).transpose(1, 2)
             if cfg.lambda_pp > 0:
-                rows = units.anchor_table[units.unit_image]  # [U,n]
-                # a key that is a target anchor of the unit's own image (intra units) is that anchor itself
-                anchor_key = keys.clamp(0, max(units.za.shape[0] - 1, 0))
-                own = key_ok & (keys < units.za.shape[0]) & (units.ia[anchor_key] == units.unit_image[:, None])
-                self_row = torch.where(own, units.anchor_row[anchor_key], torch.full_like(keys, -1))
+                rows = plan.anchor_table.index_select(0, plan.unit_image)  # [U,n]
                 pp_vals = _pixel_nce_padded(
                     units.za.index_select(0, rows.clamp_min(0).view(-1)).view(*rows.shape, -1),
-                    torch.where(rows >= 0, units.ya[rows.clamp_min(0)], torch.full_like(rows, -1)),
+                    plan.row_y,
                     kz,
                     key_y,
-                    self_row,
+                    plan.self_row,
                     cfg.tau,
                     w,
                     key_onehot_t=key_onehot_t,
+                    pairs=(plan.pair_flat, plan.pair_anchor, plan.pos_count),
                 )
             if cfg.lambda_cc > 0:
                 cc_vals = self._centre_terms(units, kz, key_onehot_t, cfg.tau, w)
         parts: dict[str, torch.Tensor] = {}
         total = zero
         # mean of each level's units (a level without units contributes an exact zero), in two small matmuls
-        levels = torch.tensor([LEVELS.index(lv) for lv in cfg.levels], device=zs.device)
-        member = (units.unit_level[None, :] == levels[:, None]).to(zs.dtype)  # [L,U]
+        levels = torch.tensor([LEVELS.index(lv) for lv in cfg.levels], device=zero.device)
+        member = (plan.unit_level[None, :] == levels[:, None]).to(zero.dtype)  # [L,U]
         member = member / member.sum(1, keepdim=True).clamp_min(1)
         cc_level = member @ cc_vals if cc_vals is not None else zero.expand(len(cfg.levels))
         pp_level = member @ pp_vals if pp_vals is not None else zero.expand(len(cfg.levels))
@@ -773,11 +721,11 @@ class MultiLevelContrastiveLoss(nn.Module):
         for i, (cc, pp) in enumerate(zip(cc_level.detach().unbind(), pp_level.detach().unbind())):
             parts[f"cc_{cfg.levels[i]}"], parts[f"pp_{cfg.levels[i]}"] = cc, pp
         if update:
-            self._update_centres("src", zs.detach(), ys)
-            if units.ya.numel():
-                self._update_centres("tgt", units.za.detach(), units.ya)
-                self._enqueue(units.za.detach(), units.ya, generator)
+            ys = ys_all.index_select(0, plan.src_keep)
+            zs = F.normalize(_at_least_float32(flat_src.detach().index_select(0, plan.src_keep)), dim=1)
+            self._update_centres(zs, ys, units.za.detach(), plan.ya)
+            self._enqueue(units.za.detach(), plan)
             if probs_src is not None and ys.numel():
-                p = probs_src.permute(0, 2, 3, 1).reshape(-1, k)[keep_s]
+                p = probs_src.permute(0, 2, 3, 1).reshape(-1, k).index_select(0, plan.src_keep)
                 self._update_confusion(p.detach(), ys)
         return total, parts
