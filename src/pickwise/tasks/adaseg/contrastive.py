@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...exceptions import ConfigError
+from .scratch import ScratchBuffers
 from .unit_plan import UnitPlan, _cap_by_priority, draw_priorities, plan_units, positive_pairs
 
 __all__ = [
@@ -301,6 +302,7 @@ def _pixel_nce_padded(
     weights: torch.Tensor | None,
     key_onehot_t: torch.Tensor | None = None,
     pairs: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+    scratch: ScratchBuffers | None = None,
 ) -> torch.Tensor:
     """:func:`pixel_info_nce` of ``U`` padded units in one ``bmm``.
 
@@ -316,6 +318,7 @@ def _pixel_nce_padded(
         key_onehot_t: The keys' classes one-hot, ``float[U,K,m]`` (zero columns for padding), if already built.
         pairs: The positive pairs ``(flat, anchor)`` of :func:`~pickwise.tasks.adaseg.unit_plan.positive_pairs` and
             the positives per anchor slot ``long[U*n]``, if already known (the unit plan has them).
+        scratch: Reusable buffers for the ``[U,n,m]`` temporaries (:mod:`~pickwise.tasks.adaseg.scratch`).
 
     Returns:
         ``float[U]``: 0 for a unit with no anchor that has a positive.
@@ -341,32 +344,37 @@ def _pixel_nce_padded(
         npos = torch.bincount(anchor, minlength=ya.numel())
     else:
         flat, anchor, npos = pairs
-    return _PixelNCE.apply(a, kz, ya, key_onehot_t, flat, anchor, npos.to(a.dtype), w0.detach(), float(tau))
+    return _PixelNCE.apply(a, kz, ya, key_onehot_t, flat, anchor, npos.to(a.dtype), w0.detach(), float(tau), scratch)
 
 
 class _PixelNCE(torch.autograd.Function):
     """Padded pixel-to-pixel InfoNCE (fast path, ``1/tau <= 30``) with a hand-written backward.
 
-    Forward: ``N_i = sum_c w0[y_i, c] sum_{n: y_n = c} exp(s_in)`` (one bmm against the keys' one-hot classes) and
-    ``log(exp(s_ip) + N_i) - s_ip`` on the positive pairs only (a small fraction of all pairs). Backward, with
-    ``alpha_i`` the weight of anchor ``i`` in the mean and ``d_ip = exp(s_ip) + N_i``::
+    Forward: the weighted negatives ``v_in = w0[y_i, y_n] exp(s_in)`` (the weights of every pair from one bmm of the
+    anchors' weight rows against the keys' one-hot classes; ``w0`` has a zero diagonal, so same-class pairs drop
+    out), ``N_i = sum_n v_in``, and ``log(exp(s_ip) + N_i) - s_ip`` on the positive pairs only (a small fraction of
+    all pairs). Backward, with ``alpha_i`` the weight of anchor ``i`` in the mean and ``d_ip = exp(s_ip) + N_i``::
 
         dL/ds_ip = alpha_i (exp(s_ip) / d_ip - 1)                          (positives)
-        dL/ds_in = beta_i w0[y_i, y_n] exp(s_in),  beta_i = alpha_i sum_p 1 / d_ip   (negatives)
+        dL/ds_in = beta_i v_in,  beta_i = alpha_i sum_p 1 / d_ip            (negatives)
 
-    which costs one small bmm, one product and the two gradient bmms, instead of autograd's chain of dense gathers
-    and fills (the MCU training step's largest cost). Tests compare it with autograd through the reference forms.
+    which costs one product and the two gradient bmms, instead of autograd's chain of dense gathers and fills (the
+    MCU training step's largest cost). Tests compare it with autograd through the reference forms.
     """
 
     @staticmethod
-    def forward(ctx, a, kz, ya, key_onehot_t, flat, anchor, npos, w0, tau):
+    def forward(ctx, a, kz, ya, key_onehot_t, flat, anchor, npos, w0, tau, scratch):
         n_units, n = ya.shape
-        e = torch.bmm(a * (1.0 / tau), kz.transpose(1, 2))  # [U,n,m] similarities s, then exp(s) in place
+        shape = (n_units, n, kz.shape[1])
+        e = scratch.take(shape, a) if scratch is not None else a.new_empty(shape)
+        torch.bmm(a * (1.0 / tau), kz.transpose(1, 2), out=e)  # [U,n,m] similarities s, then exp(s) in place
         s_p = e.view(-1).index_select(0, flat)
         e.exp_()
-        w_rows = w0[ya.clamp_min(0)]  # [U,n,K]
-        # [U,K,n] = (e @ onehot)^T: this orientation runs 4x faster than a bmm with K (~11) output columns
-        neg_sum = (torch.bmm(key_onehot_t, e.transpose(1, 2)) * w_rows.transpose(1, 2)).sum(1)  # [U,n]
+        v = scratch.take(shape, a, owner=ctx) if scratch is not None else a.new_empty(shape)
+        torch.bmm(w0[ya.clamp_min(0)], key_onehot_t, out=v).mul_(e)  # [U,n,m] weighted negatives (0: same class)
+        if scratch is not None:
+            scratch.give_back(e)
+        neg_sum = v.sum(2)  # [U,n]
         e_p = s_p.exp()
         d_p = e_p + neg_sum.view(-1).index_select(0, anchor)
         per_pair = torch.log(d_p) - s_p
@@ -374,25 +382,27 @@ class _PixelNCE(torch.autograd.Function):
         has = (npos > 0).view(n_units, n)
         n_has = has.sum(1).clamp_min(1)
         per_unit = (per_anchor.view(n_units, n) * has).sum(1) / n_has
-        ctx.save_for_backward(a, kz, e, key_onehot_t, w_rows, flat, anchor, e_p, d_p, npos, has, n_has)
-        ctx.tau = tau
+        ctx.save_for_backward(a, kz, v, flat, anchor, e_p, d_p, npos, has, n_has)
+        ctx.tau, ctx.scratch = tau, scratch
         return per_unit
 
     @staticmethod
     def backward(ctx, grad_unit):
-        a, kz, e, key_onehot_t, w_rows, flat, anchor, e_p, d_p, npos, has, n_has = ctx.saved_tensors
-        n_units, n = e.shape[:2]
+        a, kz, v, flat, anchor, e_p, d_p, npos, has, n_has = ctx.saved_tensors
+        n_units, n = v.shape[:2]
         alpha = ((grad_unit / n_has)[:, None] * has).reshape(-1) / npos.clamp_min(1)  # [U*n]
         alpha_p = alpha.index_select(0, anchor)
         beta = torch.zeros_like(alpha).index_add_(0, anchor, alpha_p / d_p).view(n_units, n, 1)
-        grad_sim = torch.bmm(beta * w_rows, key_onehot_t).mul_(e)  # negatives
-        grad_sim.view(-1).index_add_(0, flat, alpha_p * (e_p / d_p - 1))  # positives
-        scale = 1.0 / ctx.tau  # ds/da = k / tau, ds/dk = a / tau
-        grad_a = torch.bmm(grad_sim, kz).mul_(scale) if ctx.needs_input_grad[0] else None
-        grad_kz = None
-        if ctx.needs_input_grad[1]:
-            grad_kz = torch.bmm(a.transpose(1, 2), grad_sim).transpose(1, 2).mul_(scale)
-        return grad_a, grad_kz, None, None, None, None, None, None, None
+        scale = 1.0 / ctx.tau  # ds/da = k / tau, ds/dk = a / tau, folded into grad_sim
+        scratch = ctx.scratch
+        grad_sim = scratch.take(v.shape, v) if scratch is not None else torch.empty_like(v)
+        torch.mul(v, beta * scale, out=grad_sim)  # negatives
+        grad_sim.view(-1).index_add_(0, flat, alpha_p * (e_p / d_p - 1) * scale)  # positives
+        grad_a = torch.bmm(grad_sim, kz) if ctx.needs_input_grad[0] else None
+        grad_kz = torch.bmm(grad_sim.transpose(1, 2), a) if ctx.needs_input_grad[1] else None
+        if scratch is not None:
+            scratch.give_back(grad_sim)
+        return grad_a, grad_kz, None, None, None, None, None, None, None, None
 
 
 def _pixel_nce_padded_lse(
@@ -436,7 +446,7 @@ def _batched_centre_contrast(
     logits = (sim + logw).masked_fill(~pv[:, None, :], float("-inf"))
     per_class = torch.logsumexp(logits, dim=2) - torch.diagonal(sim, dim1=1, dim2=2)
     per_class = torch.where(both, per_class, torch.zeros_like(per_class))
-    return per_class.sum(1) / both.sum(1).clamp_min(1) + (cu.sum() + cv.sum()) * 0.0
+    return per_class.sum(1) / both.sum(1).clamp_min(1)  # where() keeps the graph even when nothing is on both sides
 
 
 @dataclass
@@ -548,6 +558,7 @@ class MultiLevelContrastiveLoss(nn.Module):
     bank: torch.Tensor
     bank_count: torch.Tensor
     bank_ptr: torch.Tensor
+    level_ids: torch.Tensor
 
     def __init__(self, num_classes: int, dim: int, config: MCUConfig | None = None) -> None:
         super().__init__()
@@ -562,6 +573,9 @@ class MultiLevelContrastiveLoss(nn.Module):
         self.register_buffer("bank", torch.zeros(k, cap, dim))
         self.register_buffer("bank_count", torch.zeros(k, dtype=torch.long))
         self.register_buffer("bank_ptr", torch.zeros(k, dtype=torch.long))
+        self._scratch = ScratchBuffers()  # the pixel InfoNCE's large temporaries, kept between steps
+        levels = torch.tensor([LEVELS.index(lv) for lv in self.config.levels], dtype=torch.long)
+        self.register_buffer("level_ids", levels, persistent=False)  # the configured levels (not state)
 
     # -------------------------------------------------------------- state
     def correlation(self) -> torch.Tensor:
@@ -679,7 +693,7 @@ class MultiLevelContrastiveLoss(nn.Module):
         cfg, k = self.config, self.num_classes
         w = None
         if cfg.alpha > 0 and cfg.correlation != "none":
-            w = self.weights().detach().clone().to(_at_least_float32(feats_src).dtype)
+            w = self.weights().to(_at_least_float32(feats_src).dtype)  # computed afresh: no tie to the buffers
         flat_src = feats_src.permute(0, 2, 3, 1).reshape(-1, feats_src.shape[1])
         ys_all = labels_src.reshape(-1)
         units = _sample_units(
@@ -687,7 +701,6 @@ class MultiLevelContrastiveLoss(nn.Module):
             feats_tgt.shape[0], self.bank, self.bank_count, self.bank_ptr, cfg, generator,
         )  # fmt: skip
         plan = units.plan
-        zero = (feats_src.sum() + feats_tgt.sum()) * 0.0
         n_units = plan.unit_level.numel()
         pp_vals = cc_vals = None
         if n_units and (cfg.lambda_pp > 0 or cfg.lambda_cc > 0):
@@ -706,18 +719,21 @@ class MultiLevelContrastiveLoss(nn.Module):
                     w,
                     key_onehot_t=key_onehot_t,
                     pairs=(plan.pair_flat, plan.pair_anchor, plan.pos_count),
+                    scratch=self._scratch,
                 )
             if cfg.lambda_cc > 0:
                 cc_vals = self._centre_terms(units, kz, key_onehot_t, cfg.tau, w)
         parts: dict[str, torch.Tensor] = {}
-        total = zero
+        dtype = _at_least_float32(feats_tgt).dtype
+        zero = None
+        if cc_vals is None or pp_vals is None:  # an exact zero that keeps the graph
+            zero = ((feats_src.sum() + feats_tgt.sum()) * 0.0).to(dtype).expand(len(cfg.levels))
         # mean of each level's units (a level without units contributes an exact zero), in two small matmuls
-        levels = torch.tensor([LEVELS.index(lv) for lv in cfg.levels], device=zero.device)
-        member = (plan.unit_level[None, :] == levels[:, None]).to(zero.dtype)  # [L,U]
+        member = (plan.unit_level[None, :] == self.level_ids[:, None]).to(dtype)  # [L,U]
         member = member / member.sum(1, keepdim=True).clamp_min(1)
-        cc_level = member @ cc_vals if cc_vals is not None else zero.expand(len(cfg.levels))
-        pp_level = member @ pp_vals if pp_vals is not None else zero.expand(len(cfg.levels))
-        total = total + (cfg.lambda_cc * cc_level + cfg.lambda_pp * pp_level).sum()
+        cc_level = member @ cc_vals if cc_vals is not None else zero
+        pp_level = member @ pp_vals if pp_vals is not None else zero
+        total = (cfg.lambda_cc * cc_level + cfg.lambda_pp * pp_level).sum()
         for i, (cc, pp) in enumerate(zip(cc_level.detach().unbind(), pp_level.detach().unbind())):
             parts[f"cc_{cfg.levels[i]}"], parts[f"pp_{cfg.levels[i]}"] = cc, pp
         if update:
