@@ -97,3 +97,32 @@ def test_evaluation_miou_matches_a_naive_count():
             ious.append(tp / (tp + fp + fn))
             assert abs(out[f"IoU/{c}"] - ious[-1]) < 1e-12
     assert abs(out["mIoU"] - sum(ious) / len(ious)) < 1e-12
+
+
+def test_one_cross_entropy_equals_the_separate_means_with_pseudo_labels_and_modes():
+    torch.manual_seed(1)
+    net = Net()
+    model = ADASegModel(net, None)
+    src, ls, tgt, lt, idx = _batch(4)
+    weights = LossWeights(source=1.3, active=0.7, pseudo=0.4, pseudo_threshold=0.4)
+    logits = net(torch.cat([src, tgt]))["logits"]
+    pl = pseudo_labels(logits[2:].detach(), 0.4)
+    pl[lt != 255] = 255
+    assert (pl != 255).any() and (lt != 255).any()  # both target terms are exercised
+    want = (
+        1.3 * F.cross_entropy(logits[:2], ls)
+        + 0.7 * F.cross_entropy(logits[2:], lt, ignore_index=255)
+        + 0.4 * F.cross_entropy(logits[2:], pl, ignore_index=255)
+    )
+    loss, stats = ADASegTask(3, weights, use_mcu=False).training_loss(model, (src, ls, tgt, lt, idx), "cpu", None)
+    torch.testing.assert_close(loss, want)
+    torch.testing.assert_close(stats["ce_src"] / 4, F.cross_entropy(logits[:2], ls).detach())
+    torch.testing.assert_close(stats["ce_tgt"] / 4, F.cross_entropy(logits[2:], lt, ignore_index=255).detach())
+    got = torch.autograd.grad(loss, net.cls.weight)[0]
+    torch.testing.assert_close(got, torch.autograd.grad(want, net.cls.weight)[0])
+    only_src, _ = ADASegTask(3, weights, source_only=True).training_loss(model, (src, ls, tgt, lt, idx), "cpu", None)
+    torch.testing.assert_close(only_src, 1.3 * F.cross_entropy(net(src)["logits"], ls))
+    only_tgt, _ = ADASegTask(3, LossWeights(active=0.5), target_only=True).training_loss(
+        model, (src, ls, tgt, ls, idx), "cpu", None
+    )
+    torch.testing.assert_close(only_tgt, 0.5 * F.cross_entropy(net(tgt)["logits"], ls))

@@ -338,13 +338,13 @@ def _pixel_nce_padded(
     w0 = weights.to(a.dtype) if weights is not None else torch.ones(k, k, dtype=a.dtype, device=a.device)
     w0 = w0 * (1 - torch.eye(k, dtype=a.dtype, device=a.device))  # same-class keys are never negatives
     if key_onehot_t is None:
-        key_onehot_t = (F.one_hot(ky.clamp_min(0), k).to(a.dtype) * (ky >= 0)[:, :, None]).transpose(1, 2)
+        key_onehot_t = (ky[:, None, :] == torch.arange(k, device=ky.device)[None, :, None]).to(a.dtype)
     if pairs is None:
         flat, anchor = positive_pairs(ya, ky, self_row)
         npos = torch.bincount(anchor, minlength=ya.numel())
     else:
         flat, anchor, npos = pairs
-    return _PixelNCE.apply(a, kz, ya, key_onehot_t, flat, anchor, npos.to(a.dtype), w0.detach(), float(tau), scratch)
+    return _PixelNCE.apply(a, kz, ya, key_onehot_t, flat, anchor, npos, w0.detach(), float(tau), scratch)
 
 
 class _PixelNCE(torch.autograd.Function):
@@ -363,7 +363,7 @@ class _PixelNCE(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, a, kz, ya, key_onehot_t, flat, anchor, npos, w0, tau, scratch):
+    def forward(ctx, a, kz, ya, key_onehot_t, flat, anchor, counts, w0, tau, scratch):
         n_units, n = ya.shape
         shape = (n_units, n, kz.shape[1])
         e = scratch.take(shape, a) if scratch is not None else a.new_empty(shape)
@@ -378,21 +378,22 @@ class _PixelNCE(torch.autograd.Function):
         e_p = s_p.exp()
         d_p = e_p + neg_sum.view(-1).index_select(0, anchor)
         per_pair = torch.log(d_p) - s_p
-        per_anchor = a.new_zeros(n_units * n).index_add_(0, anchor, per_pair) / npos.clamp_min(1)
+        npos = counts.to(a.dtype)  # positives per anchor slot; the pairs are sorted by anchor slot
+        per_anchor = torch.segment_reduce(per_pair, "sum", lengths=counts) / npos.clamp_min(1)
         has = (npos > 0).view(n_units, n)
         n_has = has.sum(1).clamp_min(1)
         per_unit = (per_anchor.view(n_units, n) * has).sum(1) / n_has
-        ctx.save_for_backward(a, kz, v, flat, anchor, e_p, d_p, npos, has, n_has)
+        ctx.save_for_backward(a, kz, v, flat, anchor, e_p, d_p, npos, counts, has, n_has)
         ctx.tau, ctx.scratch = tau, scratch
         return per_unit
 
     @staticmethod
     def backward(ctx, grad_unit):
-        a, kz, v, flat, anchor, e_p, d_p, npos, has, n_has = ctx.saved_tensors
+        a, kz, v, flat, anchor, e_p, d_p, npos, counts, has, n_has = ctx.saved_tensors
         n_units, n = v.shape[:2]
         alpha = ((grad_unit / n_has)[:, None] * has).reshape(-1) / npos.clamp_min(1)  # [U*n]
         alpha_p = alpha.index_select(0, anchor)
-        beta = torch.zeros_like(alpha).index_add_(0, anchor, alpha_p / d_p).view(n_units, n, 1)
+        beta = torch.segment_reduce(alpha_p / d_p, "sum", lengths=counts).view(n_units, n, 1)
         scale = 1.0 / ctx.tau  # ds/da = k / tau, ds/dk = a / tau, folded into grad_sim
         scratch = ctx.scratch
         grad_sim = scratch.take(v.shape, v) if scratch is not None else torch.empty_like(v)
@@ -637,34 +638,36 @@ class MultiLevelContrastiveLoss(nn.Module):
 
     # -------------------------------------------------------------- loss
     def _centre_terms(
-        self, units: _Units, kz: torch.Tensor, key_onehot_t: torch.Tensor, tau: float, w: torch.Tensor | None
+        self,
+        units: _Units,
+        a: torch.Tensor,
+        anchor_onehot_t: torch.Tensor,
+        kz: torch.Tensor,
+        key_onehot_t: torch.Tensor,
+        tau: float,
+        w: torch.Tensor | None,
     ) -> torch.Tensor:
         """``L_cc`` of every unit (``float[U]``): the image's class centres against the unit's key side.
 
-        Key side: *intra* the EMA target centres (the image against the history of its domain); *cross* and
-        *domain* the centres of the unit's keys ``kz`` (``float[U,m,D]``, classes one-hot in ``key_onehot_t``
-        ``[U,K,m]``), where a class is missing there the EMA centres of the key domain (target for cross, source for
-        domain) when ``ema_fallback`` is on.
+        Anchor side: the class centres of the unit's anchors ``a`` (``float[U,n,D]``, classes one-hot in
+        ``anchor_onehot_t [U,K,n]``), i.e. of its image. Key side: *intra* the EMA target centres (the image against
+        the history of its domain); *cross* and *domain* the centres of the unit's keys ``kz`` (``float[U,m,D]``,
+        ``key_onehot_t [U,K,m]``), where a class is missing there the EMA centres of the key domain (target for
+        cross, source for domain) when ``ema_fallback`` is on.
         """
-        k, cfg, dtype = self.num_classes, self.config, kz.dtype
-        nb, d = units.plan.anchor_table.shape[0], units.za.shape[1]
-        img_centres, img_present = class_centres(units.za, units.ia * k + units.ya, nb * k)  # one class per (image, k)
-        cu = img_centres.view(nb, k, d)[units.unit_image]
-        pu = img_present.view(nb, k)[units.unit_image]
-        cv = F.normalize(torch.bmm(key_onehot_t, kz), dim=2)  # [U,K,D]: class sums of each unit's keys
-        pv = key_onehot_t.sum(2) > 0
-        ema_t, seen_t = self.centres_tgt.detach().clone().to(dtype), self.seen_tgt > 0
-        ema_s, seen_s = self.centres_src.detach().clone().to(dtype), self.seen_src > 0
-        is_cross = (units.unit_level == 1)[:, None]
-        if cfg.ema_fallback:
-            ec = torch.where(is_cross[:, :, None], ema_t[None], ema_s[None])
-            ep = torch.where(is_cross, seen_t[None], seen_s[None])
-            cv = torch.where(pv[:, :, None], cv, ec)
-            pv = pv | ep
+        cu = F.normalize(torch.bmm(anchor_onehot_t, a), dim=2)  # [U,K,D]; absent classes stay zero
+        pu = anchor_onehot_t.sum(2) > 0
         is_intra = (units.unit_level == 0)[:, None]
-        cv = torch.where(is_intra[:, :, None], ema_t[None], cv)
-        pv = torch.where(is_intra, seen_t[None], pv)
-        return _batched_centre_contrast(cu, pu, cv.to(cu.dtype), pv, tau, w)
+        use_keys = (key_onehot_t.sum(2) > 0) & ~is_intra  # [U,K]
+        cv = F.normalize(torch.bmm(key_onehot_t, kz), dim=2)
+        # EMA fallback of each unit: the target centres (intra, cross) or the source centres (domain)
+        domain = (units.unit_level == 2).long()
+        ema = torch.stack([self.centres_tgt, self.centres_src]).to(kz.dtype)[domain]  # [U,K,D]
+        seen = torch.stack([self.seen_tgt, self.seen_src])[domain] > 0  # [U,K]
+        if not self.config.ema_fallback:
+            seen = seen & is_intra
+        cv = torch.where(use_keys[:, :, None], cv, ema)
+        return _batched_centre_contrast(cu, pu, cv, use_keys | seen, tau, w)
 
     def forward(
         self,
@@ -706,11 +709,13 @@ class MultiLevelContrastiveLoss(nn.Module):
         if n_units and (cfg.lambda_pp > 0 or cfg.lambda_cc > 0):
             keys, key_y = plan.unit_keys, plan.key_y  # [U,m]
             kz = units.pool_z.index_select(0, keys.clamp_min(0).view(-1)).view(*keys.shape, -1)  # [U,m,D]
-            key_onehot_t = (F.one_hot(key_y.clamp_min(0), k).to(kz.dtype) * (keys >= 0)[:, :, None]).transpose(1, 2)
+            classes = torch.arange(k, device=keys.device)[None, :, None]
+            key_onehot_t = (key_y[:, None, :] == classes).to(kz.dtype)  # [U,K,m]; padding (-2) matches no class
+            rows = plan.anchor_table.index_select(0, plan.unit_image)  # [U,n]
+            a = units.za.index_select(0, rows.clamp_min(0).view(-1)).view(*rows.shape, -1)  # [U,n,D]
             if cfg.lambda_pp > 0:
-                rows = plan.anchor_table.index_select(0, plan.unit_image)  # [U,n]
                 pp_vals = _pixel_nce_padded(
-                    units.za.index_select(0, rows.clamp_min(0).view(-1)).view(*rows.shape, -1),
+                    a,
                     plan.row_y,
                     kz,
                     key_y,
@@ -722,7 +727,8 @@ class MultiLevelContrastiveLoss(nn.Module):
                     scratch=self._scratch,
                 )
             if cfg.lambda_cc > 0:
-                cc_vals = self._centre_terms(units, kz, key_onehot_t, cfg.tau, w)
+                anchor_onehot_t = (plan.row_y[:, None, :] == classes).to(kz.dtype)  # [U,K,n]; padding (-1) none
+                cc_vals = self._centre_terms(units, a, anchor_onehot_t, kz, key_onehot_t, cfg.tau, w)
         parts: dict[str, torch.Tensor] = {}
         dtype = _at_least_float32(feats_tgt).dtype
         zero = None

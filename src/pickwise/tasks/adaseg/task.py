@@ -21,7 +21,7 @@ from torch import nn
 
 from ...exceptions import ShapeError
 from .contrastive import MultiLevelContrastiveLoss, downsample_labels
-from .losses import LossWeights, confident_labels, masked_cross_entropy
+from .losses import LossWeights, confident_labels
 
 __all__ = ["ADASegModel", "ADASegTask", "model_outputs"]
 
@@ -102,35 +102,54 @@ class ADASegTask:
         logits, feats = model_outputs(model, images)
         logits = logits.float()
         ns = 0 if self.target_only else src_img.shape[0]
-        zero = logits.sum() * 0.0
-        ce_src = masked_cross_entropy(logits[:ns], src_lbl) if ns else zero
-        ce_tgt, ce_pl, mcu = zero, zero, zero
+        contrastive = self._contrastive(model)
+        conf = arg = None
+        if not self.source_only and (w.pseudo > 0 or contrastive is not None):
+            conf, arg = F.softmax(logits[ns:].detach(), dim=1).max(1)  # one softmax for both thresholds
+        # the supervised terms in one cross-entropy over the whole batch: source labels, active labels, and (pseudo
+        # weight > 0) pseudo-labels on the unlabelled target pixels, each term a mean over its own pixels
+        labels, weight = [], []
+        if ns:
+            labels.append(src_lbl)
+            weight.append(self._mean_weights(src_lbl != IGNORE, w.source))
         if not self.source_only:
-            t_logits = logits[ns:]
-            ce_tgt = masked_cross_entropy(t_logits, tgt_lbl)
+            active = tgt_lbl != IGNORE
+            t_labels, t_weight = tgt_lbl, self._mean_weights(active, w.active)
+            if w.pseudo > 0 and conf is not None and arg is not None:
+                pl = confident_labels(conf, arg, w.pseudo_threshold, IGNORE)
+                pl = torch.where(active, torch.full_like(pl, IGNORE), pl)  # only unlabelled pixels
+                t_labels = torch.where(active, tgt_lbl, pl)
+                t_weight = t_weight + self._mean_weights(pl != IGNORE, w.pseudo)
+            labels.append(t_labels)
+            weight.append(t_weight)
+        per_pixel = F.cross_entropy(logits, torch.cat(labels), ignore_index=IGNORE, reduction="none")  # 0: ignored
+        supervised = (per_pixel * torch.cat(weight)).sum()
+        with torch.no_grad():  # the logged terms, unweighted means
+            ce_src = self._masked_mean(per_pixel[:ns], src_lbl != IGNORE) if ns else per_pixel.new_zeros(())
+            ce_tgt = self._masked_mean(per_pixel[ns:], tgt_lbl != IGNORE) if not self.source_only else ce_src * 0
+        mcu = supervised.new_zeros(())
+        if (
+            contrastive is not None
+            and feats is not None
+            and w.mcu > 0
+            and not self.target_only
+            and not self.source_only
+        ):
+            cfg = contrastive.config
             unit_labels = tgt_lbl
-            if w.pseudo > 0 or self._contrastive(model) is not None:
-                conf, arg = F.softmax(t_logits.detach().float(), dim=1).max(1)  # one softmax for both thresholds
-                if w.pseudo > 0:
-                    pl = confident_labels(conf, arg, w.pseudo_threshold, IGNORE)
-                    pl = torch.where(tgt_lbl != IGNORE, torch.full_like(pl, IGNORE), pl)  # only unlabelled pixels
-                    ce_pl = masked_cross_entropy(t_logits, pl)
-                contrastive = self._contrastive(model)
-                if contrastive is not None and feats is not None and w.mcu > 0 and not self.target_only:
-                    cfg = contrastive.config
-                    if cfg.use_pseudo:
-                        thr = confident_labels(conf, arg, cfg.pseudo_threshold, IGNORE)
-                        unit_labels = torch.where(tgt_lbl != IGNORE, tgt_lbl, thr)
-                    size = (int(feats.shape[-2]), int(feats.shape[-1]))
-                    k = self.num_classes
-                    ls = downsample_labels(src_lbl, size, k)
-                    lt = downsample_labels(unit_labels, size, k, sparse=True)
-                    probs = None
-                    if cfg.correlation == "confusion":  # only that estimator needs the source softmax
-                        small = F.interpolate(logits[:ns].detach(), size=size, mode="bilinear", align_corners=False)
-                        probs = F.softmax(small, dim=1)
-                    mcu, _ = contrastive(feats[:ns], ls, feats[ns:], lt, probs_src=probs, generator=generator)
-        loss = w.source * ce_src + w.active * ce_tgt + w.pseudo * ce_pl + w.mcu * mcu
+            if cfg.use_pseudo and conf is not None and arg is not None:
+                thr = confident_labels(conf, arg, cfg.pseudo_threshold, IGNORE)
+                unit_labels = torch.where(tgt_lbl != IGNORE, tgt_lbl, thr)
+            size = (int(feats.shape[-2]), int(feats.shape[-1]))
+            k = self.num_classes
+            ls = downsample_labels(src_lbl, size, k)
+            lt = downsample_labels(unit_labels, size, k, sparse=True)
+            probs = None
+            if cfg.correlation == "confusion":  # only that estimator needs the source softmax
+                small = F.interpolate(logits[:ns].detach(), size=size, mode="bilinear", align_corners=False)
+                probs = F.softmax(small, dim=1)
+            mcu, _ = contrastive(feats[:ns], ls, feats[ns:], lt, probs_src=probs, generator=generator)
+        loss = supervised + w.mcu * mcu
         n = torch.tensor(float(images.shape[0]), device=device)
         stats = {
             "loss": loss.detach() * n,
@@ -140,6 +159,15 @@ class ADASegTask:
             "count": n,
         }
         return loss, stats
+
+    @staticmethod
+    def _mean_weights(mask: torch.Tensor, scale: float) -> torch.Tensor:
+        """Per-pixel weights that turn a sum over ``mask`` into ``scale`` times its mean (zeros if it is empty)."""
+        return mask.float() * (scale / max(int(mask.sum()), 1))
+
+    @staticmethod
+    def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return (values * mask).sum() / mask.sum().clamp_min(1)
 
     def _contrastive(self, model: nn.Module) -> MultiLevelContrastiveLoss | None:
         return getattr(_unwrap(model), "contrastive", None) if self.use_mcu else None

@@ -69,14 +69,14 @@ class UnitPlan:
 def draw_priorities(
     n_src: int, n_tgt: int, num_images: int, num_levels: int, num_classes: int, bank_size: int, generator
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One float64 draw split into the priorities of the source cap, target cap, unit keys and bank writes.
+    """One uniform draw split into the priorities of the source cap, target cap, unit keys and bank writes.
 
     The key scores are ``[levels * Bt, slots]`` with one slot per potential pool item: target pixel ``p`` is slot
     ``p``, bank slot ``s`` is ``n_tgt + s``, source pixel ``q`` is ``n_tgt + K * bank_size + q``.
     """
     slots = n_tgt + num_classes * bank_size + n_src
     units = num_levels * num_images
-    r = torch.rand(n_src + 2 * n_tgt + units * slots, generator=generator, dtype=torch.float64)
+    r = torch.rand(n_src + 2 * n_tgt + units * slots, generator=generator)
     r_src, r_tgt, r_enq, r_key = torch.split(r, [n_src, n_tgt, n_tgt, units * slots])
     return r_src, r_tgt, r_key.view(units, slots), r_enq
 
@@ -160,7 +160,7 @@ def plan_units_torch(
     keep = n_eligible > 0
     unit_row, unit_level, unit_image, eligible = unit_row[keep], unit_level[keep], unit_image[keep], eligible[keep]
     m = min(max_keys, int(n_eligible.max())) if bool(keep.any()) else 0
-    score = torch.where(eligible, r_key[unit_row][:, pool_slot], torch.full_like(eligible, -1.0, dtype=torch.float64))
+    score = torch.where(eligible, r_key[unit_row][:, pool_slot], torch.full_like(eligible, -1.0, dtype=r_key.dtype))
     top = torch.sort(score, dim=1, descending=True, stable=True).indices[:, :m]  # ties: lower pool index first
     npool = score.shape[1]
     top = torch.sort(torch.where(eligible.gather(1, top), top, top + npool), dim=1).values  # pool order, padding last
