@@ -10,7 +10,7 @@ import torch
 
 from pickwise.tasks.adaseg import unit_plan
 from pickwise.tasks.adaseg.contrastive import MCUConfig, MultiLevelContrastiveLoss
-from pickwise.tasks.adaseg.unit_plan import draw_priorities, plan_units, plan_units_torch
+from pickwise.tasks.adaseg.unit_plan import PlanInputs, draw_priorities, plan_units, plan_units_torch
 
 CASES = [
     # images, pixels per image, K, bank size, anchors/class, max keys, levels, seed
@@ -36,11 +36,14 @@ def _inputs(images, hw, k, bank, cap, max_keys, levels, seed, ties=False):
     pri = draw_priorities(ys.numel(), yt.numel(), images, len(levels), k, bank, g)
     if ties:  # coarse priorities: many ties, broken by the lower index in both planners
         pri = tuple(torch.floor(r * 3) / 3 for r in pri)
-    return ys, yt, images, k, bank_count, bank_ptr, bank, cap, max_keys, levels, pri
+    return PlanInputs(ys, yt, images, k, bank_count, bank_ptr, bank, cap, max_keys, levels, pri)
 
 
-def _naive(ys, yt, images, k, bank_count, bank_ptr, bank, cap, max_keys, levels, pri):
+def _naive(inputs):
     """The sampling rules of the unit_plan docstring, one element at a time."""
+    ys, yt, images, k, bank_count, bank_ptr, bank, cap, max_keys, levels, pri = (
+        getattr(inputs, f.name) for f in dataclasses.fields(inputs)
+    )
     r_src, r_tgt, r_key, r_enq = pri
     ys, yt = ys.tolist(), yt.tolist()
     hw = len(yt) // images
@@ -102,8 +105,8 @@ def _naive(ys, yt, images, k, bank_count, bank_ptr, bank, cap, max_keys, levels,
 @pytest.mark.parametrize("ties", [False, True])
 def test_torch_plan_follows_the_sampling_rules(case, ties):
     args = _inputs(*case, ties=ties)
-    plan = plan_units_torch(*args)
-    src_sel, tgt_sel, bank_slots, units, pairs, enq, slots = _naive(*args)
+    plan = plan_units_torch(args)
+    src_sel, tgt_sel, bank_slots, units, pairs, enq, slots = _naive(args)
     assert plan.src_sel.tolist() == src_sel
     assert plan.tgt_sel.tolist() == tgt_sel
     assert plan.bank_slots.tolist() == bank_slots
@@ -125,7 +128,7 @@ def test_torch_plan_follows_the_sampling_rules(case, ties):
 def test_numba_plan_equals_the_torch_plan(case, ties):
     pytest.importorskip("numba")
     args = _inputs(*case, ties=ties)
-    fast, ref = plan_units(*args, use_numba=True), plan_units(*args, use_numba=False)
+    fast, ref = plan_units(args, use_numba=True), plan_units(args, use_numba=False)
     for f in dataclasses.fields(ref):
         a, b = getattr(fast, f.name), getattr(ref, f.name)
         assert a.dtype == b.dtype and torch.equal(a, b), f.name
@@ -135,8 +138,8 @@ def test_empty_batches_plan_no_units():
     for use_numba in [False, True] if unit_plan.numba_planner_available() else [False]:
         ys, yt = torch.full((8,), 255), torch.full((2 * 4,), 255)
         pri = draw_priorities(8, 8, 2, 3, 3, 2, torch.Generator().manual_seed(0))
-        plan = plan_units(ys, yt, 2, 3, torch.zeros(3, dtype=torch.long), torch.zeros(3, dtype=torch.long), 2, 4, 5,
-                          [0, 1, 2], pri, use_numba=use_numba)  # fmt: skip
+        zeros = torch.zeros(3, dtype=torch.long)
+        plan = plan_units(PlanInputs(ys, yt, 2, 3, zeros, zeros, 2, 4, 5, [0, 1, 2], pri), use_numba=use_numba)
         assert plan.unit_keys.shape[0] == 0 and plan.pair_flat.numel() == 0 and plan.enq_anchor.numel() == 0
 
 
@@ -168,5 +171,5 @@ def test_use_numba_true_without_numba_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(unit_plan, "_TRIED", True)
     args = _inputs(*CASES[0])
     with pytest.raises(RuntimeError, match="pip install"):
-        plan_units(*args, use_numba=True)
-    assert plan_units(*args).unit_keys.shape == plan_units_torch(*args).unit_keys.shape  # falls back to torch
+        plan_units(args, use_numba=True)
+    assert plan_units(args).unit_keys.shape == plan_units_torch(args).unit_keys.shape  # falls back to torch

@@ -24,7 +24,9 @@ The categories correlation matrix ``M`` (``centre`` estimator: ``M_kj = max(0, c
 ``L_cc`` (the EMA centres stand in when configured), anchors without positives or negatives are skipped in
 ``L_pp``, and a level with nothing to contrast contributes an exact zero (never NaN).
 
-Every reconstructed value is a field of :class:`MCUConfig` with its default and the reason for it.
+Every reconstructed value is a field of :class:`MCUConfig` with its default and the reason for it. Which pixels
+become anchors and keys is planned by :mod:`~pickwise.tasks.adaseg.unit_plan` (a numba kernel where available); the
+loss's large temporaries live in :mod:`~pickwise.tasks.adaseg.scratch` buffers between steps.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from torch import nn
 
 from ...exceptions import ConfigError
 from .scratch import ScratchBuffers
-from .unit_plan import UnitPlan, _cap_by_priority, draw_priorities, plan_units, positive_pairs
+from .unit_plan import PlanInputs, UnitPlan, _cap_by_priority, draw_priorities, plan_units, positive_pairs
 
 __all__ = [
     "MCUConfig",
@@ -529,8 +531,10 @@ def _sample_units(
     level_ids = [LEVELS.index(lv) for lv in config.levels]
     priorities = draw_priorities(labels_src.numel(), labels_tgt.numel(), num_images, len(level_ids), k, cap, generator)
     plan = plan_units(
-        labels_src, labels_tgt, num_images, k, bank_count, bank_ptr, cap, config.anchors_per_class,
-        config.max_keys, level_ids, priorities,
+        PlanInputs(
+            labels_src, labels_tgt, num_images, k, bank_count, bank_ptr, cap, config.anchors_per_class,
+            config.max_keys, level_ids, priorities,
+        )
     )  # fmt: skip
     za = F.normalize(_at_least_float32(flat_tgt.index_select(0, plan.tgt_sel)), dim=1)
     zs_c = F.normalize(_at_least_float32(flat_src.index_select(0, plan.src_sel)), dim=1)
@@ -731,14 +735,16 @@ class MultiLevelContrastiveLoss(nn.Module):
                 cc_vals = self._centre_terms(units, a, anchor_onehot_t, kz, key_onehot_t, cfg.tau, w)
         parts: dict[str, torch.Tensor] = {}
         dtype = _at_least_float32(feats_tgt).dtype
-        zero = None
-        if cc_vals is None or pp_vals is None:  # an exact zero that keeps the graph
-            zero = ((feats_src.sum() + feats_tgt.sum()) * 0.0).to(dtype).expand(len(cfg.levels))
         # mean of each level's units (a level without units contributes an exact zero), in two small matmuls
         member = (plan.unit_level[None, :] == self.level_ids[:, None]).to(dtype)  # [L,U]
         member = member / member.sum(1, keepdim=True).clamp_min(1)
-        cc_level = member @ cc_vals if cc_vals is not None else zero
-        pp_level = member @ pp_vals if pp_vals is not None else zero
+
+        def level_means(values: torch.Tensor | None) -> torch.Tensor:
+            if values is not None:
+                return member @ values
+            return ((feats_src.sum() + feats_tgt.sum()) * 0.0).to(dtype).expand(len(cfg.levels))  # keeps the graph
+
+        cc_level, pp_level = level_means(cc_vals), level_means(pp_vals)
         total = (cfg.lambda_cc * cc_level + cfg.lambda_pp * pp_level).sum()
         for i, (cc, pp) in enumerate(zip(cc_level.detach().unbind(), pp_level.detach().unbind())):
             parts[f"cc_{cfg.levels[i]}"], parts[f"pp_{cfg.levels[i]}"] = cc, pp

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["UnitPlan", "draw_priorities", "numba_planner_available", "plan_units", "plan_units_torch"]
+__all__ = ["PlanInputs", "UnitPlan", "draw_priorities", "numba_planner_available", "plan_units", "plan_units_torch"]
 
 
 @dataclass
@@ -66,6 +66,37 @@ class UnitPlan:
     enq_slot: torch.Tensor  # long[E] their bank slots (class * bank_size + ring position)
 
 
+@dataclass(frozen=True)
+class PlanInputs:
+    """What a unit plan is made from.
+
+    Attributes:
+        ys: Source labels at feature resolution, flat ``long[Bs*h*w]`` (outside ``[0, K)``: no label).
+        yt: Target unit labels, flat ``long[Bt*h*w]``.
+        num_images: ``Bt``.
+        num_classes: ``K``.
+        bank_count: ``long[K]`` filled slots per class of the memory bank.
+        bank_ptr: ``long[K]`` ring write pointer per class.
+        bank_size: Slots per class.
+        anchors_per_class: Cap of anchors per class (source) and per (image, class) (target).
+        max_keys: Cap of keys per unit.
+        level_ids: Indices into ``LEVELS`` of the configured levels, in order.
+        priorities: :func:`draw_priorities`.
+    """
+
+    ys: torch.Tensor
+    yt: torch.Tensor
+    num_images: int
+    num_classes: int
+    bank_count: torch.Tensor
+    bank_ptr: torch.Tensor
+    bank_size: int
+    anchors_per_class: int
+    max_keys: int
+    level_ids: Sequence[int]
+    priorities: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+
+
 def draw_priorities(
     n_src: int, n_tgt: int, num_images: int, num_levels: int, num_classes: int, bank_size: int, generator
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -91,36 +122,13 @@ def _cap_by_priority(group: torch.Tensor, priority: torch.Tensor, cap: int) -> t
     return order[rank < cap]
 
 
-def plan_units_torch(
-    ys: torch.Tensor,
-    yt: torch.Tensor,
-    num_images: int,
-    num_classes: int,
-    bank_count: torch.Tensor,
-    bank_ptr: torch.Tensor,
-    bank_size: int,
-    anchors_per_class: int,
-    max_keys: int,
-    level_ids: Sequence[int],
-    priorities: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
-) -> UnitPlan:
-    """The plan with tensor operations (the reference, and the path off the CPU or without numba).
-
-    Args:
-        ys: Source labels at feature resolution, flat ``long[Bs*h*w]`` (outside ``[0, K)``: no label).
-        yt: Target unit labels, flat ``long[Bt*h*w]``.
-        num_images: ``Bt``.
-        num_classes: ``K``.
-        bank_count: ``long[K]`` filled slots per class of the memory bank.
-        bank_ptr: ``long[K]`` ring write pointer per class.
-        bank_size: Slots per class.
-        anchors_per_class: Cap of anchors per class (source) and per (image, class) (target).
-        max_keys: Cap of keys per unit.
-        level_ids: Indices into ``LEVELS`` of the configured levels, in order.
-        priorities: :func:`draw_priorities`.
-    """
+def plan_units_torch(inputs: PlanInputs) -> UnitPlan:
+    """The plan with tensor operations (the reference, and the path off the CPU or without numba)."""
+    ys, yt, num_images, num_classes = inputs.ys, inputs.yt, inputs.num_images, inputs.num_classes
+    bank_size, anchors_per_class, max_keys = inputs.bank_size, inputs.anchors_per_class, inputs.max_keys
+    level_ids, bank_ptr = inputs.level_ids, inputs.bank_ptr
     k, device = num_classes, yt.device
-    r_src, r_tgt, r_key, r_enq = (r.to(device) for r in priorities)
+    r_src, r_tgt, r_key, r_enq = (r.to(device) for r in inputs.priorities)
     src_keep = ((ys >= 0) & (ys < k)).nonzero().flatten()
     ys_keep = ys[src_keep]
     src_sel = src_keep[_cap_by_priority(ys_keep, r_src[src_keep], anchors_per_class)]
@@ -135,7 +143,7 @@ def plan_units_torch(
     anchor_table = torch.full((num_images, width), -1, dtype=torch.long, device=device)
     anchor_table[ia, anchor_row] = torch.arange(ia.numel(), device=device)
 
-    filled = torch.arange(bank_size, device=device)[None, :] < bank_count.to(device)[:, None]
+    filled = torch.arange(bank_size, device=device)[None, :] < inputs.bank_count.to(device)[:, None]
     bank_slots = filled.reshape(-1).nonzero().flatten()
     na, nb, ns = tgt_sel.numel(), bank_slots.numel(), src_sel.numel()
     n_tgt = yt.numel()
@@ -459,43 +467,27 @@ def numba_planner_available() -> bool:
     return _kernel() is not None
 
 
-def plan_units(
-    ys: torch.Tensor,
-    yt: torch.Tensor,
-    num_images: int,
-    num_classes: int,
-    bank_count: torch.Tensor,
-    bank_ptr: torch.Tensor,
-    bank_size: int,
-    anchors_per_class: int,
-    max_keys: int,
-    level_ids: Sequence[int],
-    priorities: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
-    use_numba: bool | None = None,
-) -> UnitPlan:
+def plan_units(inputs: PlanInputs, use_numba: bool | None = None) -> UnitPlan:
     """:func:`plan_units_torch`'s plan, through the numba kernel on the CPU when numba is installed.
 
     ``use_numba``: None picks (CPU tensors and numba installed), True requires the kernel, False forces torch.
     """
-    kernel = _kernel() if use_numba is not False and yt.device.type == "cpu" else None
+    kernel = _kernel() if use_numba is not False and inputs.yt.device.type == "cpu" else None
     if use_numba and kernel is None:
         raise RuntimeError("adaseg: the numba unit planner needs numba (pip install 'pickwise[fast]') and CPU tensors")
     if kernel is None:
-        return plan_units_torch(
-            ys, yt, num_images, num_classes, bank_count, bank_ptr, bank_size, anchors_per_class, max_keys,
-            level_ids, priorities,
-        )  # fmt: skip
+        return plan_units_torch(inputs)
     args: list[Any] = [
-        ys.contiguous().numpy(),
-        yt.contiguous().numpy(),
-        int(num_images),
-        int(num_classes),
-        bank_count.contiguous().numpy(),
-        bank_ptr.contiguous().numpy(),
-        int(bank_size),
-        int(anchors_per_class),
-        int(max_keys),
-        np.asarray(list(level_ids), dtype=np.int64),
-        *(r.contiguous().numpy() for r in priorities),
+        inputs.ys.contiguous().numpy(),
+        inputs.yt.contiguous().numpy(),
+        int(inputs.num_images),
+        int(inputs.num_classes),
+        inputs.bank_count.contiguous().numpy(),
+        inputs.bank_ptr.contiguous().numpy(),
+        int(inputs.bank_size),
+        int(inputs.anchors_per_class),
+        int(inputs.max_keys),
+        np.asarray(list(inputs.level_ids), dtype=np.int64),
+        *(r.contiguous().numpy() for r in inputs.priorities),
     ]
     return UnitPlan(*(torch.from_numpy(a) for a in kernel(*args)))
