@@ -124,12 +124,13 @@ def main() -> None:
     p.add_argument("--model", default="deeplabv3plus_tiny", help="segmentation model of the step benchmark")
     p.add_argument("--skip-selection", action="store_true", help="only the training-step benchmark")
     p.add_argument("--out", default="adaseg", help="file stem under benchmarks/results/")
-    p.add_argument("--no-numba", action="store_true", help="plan the contrastive units with torch ops (no numba)")
+    p.add_argument("--no-numba", action="store_true", help="torch ops only (no numba kernels)")
     args = p.parse_args()
     if args.no_numba:
-        from pickwise.tasks.adaseg import unit_plan
+        from pickwise.tasks.adaseg import fast_labels, unit_plan
 
         unit_plan._TRIED, unit_plan._KERNEL = True, None
+        fast_labels._TRIED, fast_labels._KERNELS = True, None
     if args.threads:
         torch.set_num_threads(args.threads)
     step = bench_step(args.batch, args.size, args.repeats, args.model)

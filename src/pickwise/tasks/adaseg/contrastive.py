@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...exceptions import ConfigError
+from .fast_labels import vote_counts_available, vote_downsample
 from .scratch import ScratchBuffers
 from .unit_plan import PlanInputs, UnitPlan, _cap_by_priority, draw_priorities, plan_units, positive_pairs
 
@@ -129,19 +130,23 @@ def downsample_labels(
     Dense mode (SePiCo's ``downscale_label_ratio``): ignored pixels vote for an extra class and a cell whose majority
     covers < ``min_ratio`` of it is ignored. Sparse mode (active labels: a few labelled pixels per cell): the vote is
     among the labelled pixels only, so one actively labelled pixel labels its cell unless labelled pixels of that cell
-    disagree (majority < ``min_ratio`` of them); cells without labelled pixels are ignored.
+    disagree (majority < ``min_ratio`` of them); cells without labelled pixels are ignored. Ties go to the lower
+    class. Where the grid tiles the image the vote compares integer counts (numba on the CPU when installed, the
+    same answers); otherwise it uses area fractions (adaptive average pooling).
     """
     if tuple(labels.shape[-2:]) == tuple(size):
         return labels
+    if vote_counts_available(labels, size):
+        return vote_downsample(labels, size, num_classes, ignore_index, min_ratio, sparse)
     lab = torch.where((labels < 0) | (labels >= num_classes), torch.full_like(labels, num_classes), labels)
-    frac = _class_fractions(lab, size, num_classes + 1)
+    counts, cell = _class_counts(lab, size, num_classes + 1)
     if sparse:
-        known = frac[:, :num_classes].sum(1)
-        ratio, out = frac[:, :num_classes].max(1)
-        out[(known <= 0) | (ratio < min_ratio * known)] = ignore_index
+        known = cell - counts[:, num_classes]
+        best, out = counts[:, :num_classes].max(1)
+        out[(known <= 0) | (best.double() < min_ratio * known.double())] = ignore_index
         return out
-    ratio, out = frac.max(1)
-    out[(out == num_classes) | (ratio < min_ratio)] = ignore_index
+    best, out = counts.max(1)
+    out[(out == num_classes) | (best.double() < min_ratio * cell)] = ignore_index
     return out
 
 
@@ -150,22 +155,23 @@ def _at_least_float32(x: torch.Tensor) -> torch.Tensor:
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
-def _class_fractions(lab: torch.Tensor, size: tuple[int, int], n: int) -> torch.Tensor:
-    """Fraction of each of ``n`` labels in every cell of the ``size`` grid, ``float[B,n,h,w]`` (adaptive pooling).
+def _class_counts(lab: torch.Tensor, size: tuple[int, int], n: int) -> tuple[torch.Tensor, float]:
+    """Pixels of each of ``n`` labels in every cell of the ``size`` grid, ``[B,n,h,w]``, and the cell size.
 
-    Where the grid divides the image evenly the cells are counted with one ``bincount`` (no one-hot image).
+    Where the grid tiles the image: integer counts from one ``bincount`` (no one-hot image) and the cell's pixel
+    count. Otherwise: area fractions by adaptive average pooling, and a cell size of 1.
     """
     b, height, width = lab.shape
     h, w = int(size[0]), int(size[1])
     if height % h or width % w:
-        return F.adaptive_avg_pool2d(F.one_hot(lab, n).permute(0, 3, 1, 2).float(), size)
+        return F.adaptive_avg_pool2d(F.one_hot(lab, n).permute(0, 3, 1, 2).float(), size), 1.0
     rows = torch.arange(height, device=lab.device) // (height // h)
     cols = torch.arange(width, device=lab.device) // (width // w)
     cell = rows[:, None] * w + cols[None, :]  # [H,W]
     image = torch.arange(b, device=lab.device)[:, None, None]
     index = (image * n + lab) * (h * w) + cell
     counts = torch.bincount(index.reshape(-1), minlength=b * n * h * w)
-    return counts.view(b, n, h, w).float() / float((height // h) * (width // w))
+    return counts.view(b, n, h, w), float((height // h) * (width // w))
 
 
 def class_centres(z: torch.Tensor, y: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:

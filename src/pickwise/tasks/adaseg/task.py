@@ -21,6 +21,7 @@ from torch import nn
 
 from ...exceptions import ShapeError
 from .contrastive import MultiLevelContrastiveLoss, downsample_labels
+from .fast_labels import class_max
 from .losses import LossWeights, confident_labels
 
 __all__ = ["ADASegModel", "ADASegTask", "model_outputs"]
@@ -105,7 +106,7 @@ class ADASegTask:
         contrastive = self._contrastive(model)
         conf = arg = None
         if not self.source_only and (w.pseudo > 0 or contrastive is not None):
-            conf, arg = F.softmax(logits[ns:].detach(), dim=1).max(1)  # one softmax for both thresholds
+            conf, arg = class_max(F.softmax(logits[ns:].detach(), dim=1))  # one softmax for both thresholds
         # the supervised terms in one cross-entropy over the whole batch: source labels, active labels, and (pseudo
         # weight > 0) pseudo-labels on the unlabelled target pixels, each term a mean over its own pixels
         labels, weight = [], []
