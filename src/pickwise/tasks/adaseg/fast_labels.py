@@ -5,8 +5,8 @@ brings the source and target label maps to the feature stride by majority vote
 (:func:`~pickwise.tasks.adaseg.contrastive.downsample_labels`). In torch that is a strided ``max`` with indices
 (about 0.3 ms for ``4x11x64x64`` inside a step) and two chains of a dozen small ops each; these kernels do the same
 in one pass each, with the same answers: the maximum is the same float, ties go to the first class (``torch.max``'s
-rule), and the vote compares integer counts (tests compare both paths). numba is optional (extras ``fast``, ``all``,
-``dev``); without it, off the CPU, or for shapes the kernels do not take, callers use their torch code.
+rule), and the vote compares integer counts (tests compare both paths). numba is optional (extras ``fast``, ``isp``,
+``all``); without it, off the CPU, or for shapes the kernels do not take, callers use their torch code.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ work on a few thousand labels, but written as tensor operations it takes about a
 than the loss's arithmetic on CPU-sized batches. This module plans it in one place, in two interchangeable ways:
 
 - :func:`plan_units_torch`: tensor operations (any device);
-- a numba kernel (CPU, numba installed: the ``fast`` / ``all`` / ``dev`` extras), about ten times faster.
+- a numba kernel (CPU, numba installed: the ``fast`` / ``isp`` / ``all`` extras), about ten times faster.
 
 Both read the same random priorities (:func:`draw_priorities`, one draw from the caller's generator) and make the same
 choices element for element (tests compare them), so results do not depend on which one ran.
