@@ -154,6 +154,13 @@ class _Data:
         self.num_classes = int(getattr(self.source, "num_classes", 0)) or len(_class_names())
 
 
+def _benchmark_fingerprint(opts: dict[str, Any]) -> dict[str, Any] | None:
+    """The generated benchmark's parameters, content sha256 and package versions (None for other data roots)."""
+    from ..tasks.adaseg.synth import synth_fingerprint
+
+    return synth_fingerprint(opts["data_root"])
+
+
 def _class_names() -> list[str]:
     from ..tasks.adaseg.datasets import class_names
 
@@ -370,6 +377,7 @@ def run_reproduction(opts: dict[str, Any], out: Path) -> dict[str, Any]:
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         },
         num_classes=data.num_classes,
+        benchmark=_benchmark_fingerprint(opts),
     )
     atomic_write_json(out / "adaseg_results.json", summary)
     _figures(summary, out)

@@ -30,8 +30,9 @@ def test_quick_reproduction_writes_each_arm_once(tmp_path, monkeypatch):
     monkeypatch.setattr(rep, "_figures", lambda summary, out: None)
     monkeypatch.setattr(run_mod, "net_factory", lambda cfg, k: lambda: TinyNet(k))
     opts = rep._options(rep.argparse.Namespace(**{**_defaults(), "quick": True}))
-    opts.update(seeds=[0], budgets=["2%", "5%"])
+    opts.update(seeds=[0], budgets=["2%", "5%"], data_root=str(tmp_path / "no-benchmark"))
     summary = rep.run_reproduction(opts, tmp_path)
+    assert summary["benchmark"] is None  # stand-in data: no generated benchmark to fingerprint
     arms = sorted(p.name for p in (tmp_path / "arms").glob("*.json"))
     assert len(arms) == 2 + 2 * 2 + 1  # per seed: source_only, target_full, 2 strategies x 2 budgets, 1 ablation
     full = [r for r in summary["rows"] if r["arm"] == "target_full"]

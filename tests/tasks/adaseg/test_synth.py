@@ -39,6 +39,24 @@ def test_layout_manifest_and_held_out_photos(bench):
     assert not list(bench.parent.glob(".bench.*")), "temporary folders left behind"
 
 
+def test_fingerprint_hashes_each_split_in_scene_order(bench, tmp_path):
+    import hashlib
+
+    fp = S.synth_fingerprint(bench)
+    assert fp["params"]["seed"] == 3 and fp["generated_with"]["torch"] == torch.__version__
+    assert set(fp["content_sha256"]) == {"source/train", "source/test", "target/train", "target/test"}
+    for split, hexdigest in fp["content_sha256"].items():
+        folder = bench / split
+        reference = hashlib.sha256()
+        for image in sorted((folder / "images").glob("*.png")):
+            reference.update(image.read_bytes())
+            reference.update((folder / "labels" / image.name).read_bytes())
+        assert hexdigest == reference.hexdigest(), split
+    again = S.make_adaseg_synth(tmp_path / "same", seed=3, progress=False, **TINY)
+    assert S.synth_fingerprint(again)["content_sha256"] == fp["content_sha256"]
+    assert S.synth_fingerprint(tmp_path / "empty") is None
+
+
 def test_deterministic_and_reused(bench, tmp_path):
     again = S.make_adaseg_synth(tmp_path / "again", seed=3, progress=False, **TINY)
     for path in sorted(bench.rglob("*.png")):
@@ -52,6 +70,7 @@ def test_deterministic_and_reused(bench, tmp_path):
         p.read_bytes() != (other / p.relative_to(bench)).read_bytes() for p in sorted(bench.rglob("images/*.png"))
     )
     assert differs
+    assert S.synth_fingerprint(again)["content_sha256"] != S.synth_fingerprint(bench)["content_sha256"]
     with pytest.raises(InvalidParameterError, match="unknown parameter"):
         S.make_adaseg_synth(tmp_path / "x", n_scenes=3)
     with pytest.raises(InvalidParameterError, match="items"):

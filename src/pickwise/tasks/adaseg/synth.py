@@ -42,6 +42,7 @@ its manifest is complete and its parameters equal the requested ones)::
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -70,6 +71,7 @@ __all__ = [
     "make_adaseg_synth",
     "measure_domain_gap",
     "synth_class_names",
+    "synth_fingerprint",
 ]
 
 VERSION = 1
@@ -334,6 +336,7 @@ def make_adaseg_synth(
     if tmp.exists():
         shutil.rmtree(tmp)
     counts: dict[str, int] = {}
+    digests: dict[str, str] = {}
     done, total = 0, sum(_count(p, d, s) for d in _DOMAINS for s in _SPLITS)
     for di, domain in enumerate(_DOMAINS):
         for si, split in enumerate(_SPLITS):
@@ -343,15 +346,19 @@ def make_adaseg_synth(
             (out / "images").mkdir(parents=True)
             (out / "labels").mkdir(parents=True)
             n = _count(p, domain, split)
+            digest = hashlib.sha256()
             for i in range(n):
                 rng = np.random.default_rng([int(seed), di, si, i])
                 image, label = make_scene(rng, domain, glyphs, classes, p, photos)
-                (out / "images" / f"{i:06d}.png").write_bytes(_encode(image))
-                (out / "labels" / f"{i:06d}.png").write_bytes(_encode(label))
+                for kind, array in (("images", image), ("labels", label)):
+                    encoded = _encode(array)
+                    digest.update(encoded)
+                    (out / kind / f"{i:06d}.png").write_bytes(encoded)
                 done += 1
                 if progress and done % 500 == 0:
                     print(f"adaseg synth: {done}/{total} scenes", file=sys.stderr, flush=True)
             counts[f"{domain}/{split}"] = n
+            digests[f"{domain}/{split}"] = digest.hexdigest()
     manifest = {
         "complete": True,
         "params": wanted,
@@ -359,6 +366,8 @@ def make_adaseg_synth(
         "counts": counts,
         "train_photos": [f"{a}:{b}" for a, b in TRAIN_PHOTOS],
         "test_photos": [f"{a}:{b}" for a, b in TEST_PHOTOS],
+        "content_sha256": digests,
+        "generated_with": _package_versions(),
         "generation_seconds": round(time.perf_counter() - t0, 2),
     }
     atomic_write_json(tmp / "manifest.json", manifest)
@@ -370,6 +379,42 @@ def make_adaseg_synth(
     if old.exists():
         shutil.rmtree(old, ignore_errors=True)
     return root
+
+
+_FINGERPRINT_PACKAGES = ("numpy", "torch", "scikit-image", "scikit-learn", "pillow")
+
+
+def _package_versions() -> dict[str, str | None]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str | None] = {}
+    for name in _FINGERPRINT_PACKAGES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def synth_fingerprint(root: str | os.PathLike[str] | None = None) -> dict[str, Any] | None:
+    """What identifies a generated benchmark: its parameters, the sha256 of each split and the package versions.
+
+    The scenes are a deterministic function of the parameters, the item images and the photos, but the photos and
+    the resampling come from installed packages (scikit-image, scikit-learn, torch), so two environments can generate
+    different images from the same parameters. Results that record this fingerprint say which images they saw.
+
+    Args:
+        root: Benchmark folder (default :func:`default_adaseg_synth_root`).
+
+    Returns:
+        ``{"params", "content_sha256", "generated_with"}`` read from the manifest (the last two ``None`` for a
+        benchmark generated before they were recorded), or ``None`` when ``root`` holds no complete benchmark.
+    """
+    folder = Path(root).expanduser() if root is not None else default_adaseg_synth_root()
+    manifest = _read_manifest(folder)
+    if manifest is None:
+        return None
+    return {key: manifest.get(key) for key in ("params", "content_sha256", "generated_with")}
 
 
 def _encode(array: np.ndarray) -> bytes:
