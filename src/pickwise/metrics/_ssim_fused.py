@@ -31,6 +31,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from ..utils._numba import compile_kernel
+
 __all__ = ["fused_ssim_available", "fused_ssim_and_cs"]
 
 _KERNEL: Callable | None = None
@@ -122,10 +124,7 @@ def _build() -> Callable | None:
     # reassoc lets LLVM vectorise the two row sums (their order is still fixed by the compiled code, so results are
     # reproducible); the filter loops are plain multiply-adds and vectorise without it.
     fastmath = {"reassoc", "contract"}
-    try:
-        return numba.njit(ssim_cs_planes, cache=True, parallel=True, fastmath=fastmath, nogil=True)
-    except Exception:  # no writable cache location: compile per process instead
-        return numba.njit(ssim_cs_planes, cache=False, parallel=True, fastmath=fastmath, nogil=True)
+    return compile_kernel(ssim_cs_planes, parallel=True, fastmath=fastmath, nogil=True)
 
 
 def _kernel() -> Callable | None:

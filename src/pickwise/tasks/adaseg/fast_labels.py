@@ -16,6 +16,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from ...utils._numba import compile_kernel
+
 __all__ = ["class_max", "vote_counts_available", "vote_downsample"]
 
 _KERNELS: dict[str, Callable] | None = None
@@ -24,7 +26,7 @@ _TRIED = False
 
 def _build() -> dict[str, Callable] | None:
     try:
-        import numba
+        import numba  # noqa: F401 - the kernels are compiled only where numba imports
     except ImportError:
         return None
 
@@ -68,8 +70,8 @@ def _build() -> dict[str, Callable] | None:
                     out[i, r, c] = arg if keep else ignore
 
     return {
-        "class_max": numba.njit(cache=True)(class_max_kernel),
-        "vote": numba.njit(cache=True)(vote_kernel),
+        "class_max": compile_kernel(class_max_kernel),
+        "vote": compile_kernel(vote_kernel),
     }
 
 

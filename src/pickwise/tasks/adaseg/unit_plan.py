@@ -34,6 +34,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ...utils._numba import compile_kernel
+
 __all__ = ["PlanInputs", "UnitPlan", "draw_priorities", "numba_planner_available", "plan_units", "plan_units_torch"]
 
 
@@ -232,7 +234,7 @@ _TRIED = False
 
 def _build() -> Callable | None:
     try:
-        import numba
+        import numba  # noqa: F401 - the kernels are compiled only where numba imports
     except ImportError:
         return None
 
@@ -255,7 +257,7 @@ def _build() -> Callable | None:
                 n += 1
         return out[:n]
 
-    cap_order_jit = numba.njit(cache=True)(cap_order)
+    cap_order_jit = compile_kernel(cap_order)
 
     def plan(ys, yt, num_images, k, bank_count, bank_ptr, bank_size, cap, max_keys, level_ids, r_src, r_tgt, r_key,
              r_enq):  # fmt: skip  # pragma: no cover - compiled by numba
@@ -451,7 +453,7 @@ def _build() -> Callable | None:
             unit_level, unit_keys, key_y, self_row, row_y, pair_flat, pair_anchor, pos_count, e_pos, enq_slot,
         )  # fmt: skip
 
-    return numba.njit(cache=True)(plan)
+    return compile_kernel(plan)
 
 
 def _kernel() -> Callable | None:
